@@ -1,0 +1,11 @@
+"""``podmortem cloud``: placeholder until the capability lands."""
+
+from __future__ import annotations
+
+import typer
+
+from podmortem.cli._pending import pending_group
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(pending_group("cloud", "Investigation procedures for EKS, AKS and GKE."), name="cloud")
