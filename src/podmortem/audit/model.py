@@ -1,0 +1,79 @@
+"""The normalized audit event: every reader (native, EKS, AKS, GKE) produces rows of this
+one table, in the native ``audit.k8s.io/v1`` Event vocabulary, with provenance.
+
+This schema is the contract between ``audit.sources`` (which fill it) and ``audit.engine``
+(which runs rules over it). Columns mirror native Event fields; nested objects that rules
+inspect (request/response bodies, user.extra, annotations) are kept as JSON so that
+Sigma field paths such as ``requestObject.spec.hostPID`` compile to DuckDB JSON
+expressions. ``raw`` keeps the original record exactly as read (for GKE, the LogEntry), so
+nothing a provider wrote is lost by normalization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import duckdb
+
+TABLE = "audit_events"
+
+# (column, DuckDB type, meaning). Order matters: it is the INSERT order.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("event_key", "VARCHAR", "unique per normalized event: provider:auditID:stage or a file offset"),
+    ("audit_id", "VARCHAR", "auditID (GKE: insertId / operation.id)"),
+    ("stage", "VARCHAR", "RequestReceived|ResponseStarted|ResponseComplete|Panic"),
+    ("level", "VARCHAR", "None|Metadata|Request|RequestResponse"),
+    ("verb", "VARCHAR", "get, list, create, ... (GKE: last methodName segment)"),
+    ("request_uri", "VARCHAR", "requestURI; GKE has none"),
+    ("username", "VARCHAR", "user.username"),
+    ("user_uid", "VARCHAR", "user.uid"),
+    ("user_groups", "VARCHAR[]", "user.groups"),
+    ("user_extra", "JSON", "user.extra (credential-id, pod-name, EKS arn/accessKeyId, ...)"),
+    ("impersonated_user", "JSON", "impersonatedUser object or NULL"),
+    ("source_ips", "VARCHAR[]", "sourceIPs; all but the last are client-settable"),
+    ("user_agent", "VARCHAR", "userAgent (untrusted)"),
+    ("obj_resource", "VARCHAR", "objectRef.resource"),
+    ("obj_namespace", "VARCHAR", "objectRef.namespace"),
+    ("obj_name", "VARCHAR", "objectRef.name"),
+    ("obj_subresource", "VARCHAR", "objectRef.subresource"),
+    ("obj_api_group", "VARCHAR", "objectRef.apiGroup ('' for core)"),
+    ("obj_api_version", "VARCHAR", "objectRef.apiVersion"),
+    ("response_code", "INTEGER", "responseStatus.code as HTTP (GKE gRPC codes mapped)"),
+    ("response_status", "VARCHAR", "responseStatus.status"),
+    ("response_reason", "VARCHAR", "responseStatus.reason"),
+    ("response_message", "VARCHAR", "responseStatus.message"),
+    ("request_object", "JSON", "requestObject"),
+    ("response_object", "JSON", "responseObject"),
+    ("annotations", "JSON", "annotations (GKE: labels)"),
+    ("request_received", "TIMESTAMPTZ", "requestReceivedTimestamp"),
+    ("stage_timestamp", "TIMESTAMPTZ", "stageTimestamp (event time used for ordering)"),
+    ("exec_command", "VARCHAR[]", "exec/attach command reconstructed from requestURI or GKE label"),
+    ("exec_container", "VARCHAR", "container= from requestURI"),
+    ("truncated", "BOOLEAN", "the record was cut by the provider; fields are salvaged"),
+    ("provider", "VARCHAR", "native|eks|aks|gke"),
+    ("envelope", "VARCHAR", "e.g. jsonl, eventlist, eks-filter-log-events, aks-records, gke-array"),
+    ("cluster", "VARCHAR", "cluster name when the envelope says it"),
+    ("source_file", "VARCHAR", "input file (as given)"),
+    ("source_line", "BIGINT", "line number (1-based) or record index inside the file"),
+    ("raw", "JSON", "the original record as read, untouched"),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
+
+
+def create_table(con: duckdb.DuckDBPyConnection, name: str = TABLE) -> None:
+    cols = ", ".join(f'"{c}" {t}' for c, t, _ in COLUMNS)
+    con.execute(f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})')
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, rows: Iterable[Mapping[str, Any]], name: str = TABLE
+) -> int:
+    """Slow path: insert dict rows (missing keys become NULL). Readers with a faster route
+    (DuckDB's own JSON reader) may load directly, as long as they fill these columns."""
+    batch = [tuple(r.get(c) for c in COLUMN_NAMES) for r in rows]
+    if batch:
+        placeholders = ",".join("?" * len(COLUMN_NAMES))
+        con.executemany(f'INSERT INTO "{name}" VALUES ({placeholders})', batch)
+    return len(batch)
