@@ -122,6 +122,7 @@ class Case:
         self._session_logged = False
         self._batch_depth = 0
         self._log_size: int | None = None  # size of custody.jsonl as this process last saw it
+        self._pending_torn: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- opening
 
@@ -344,6 +345,9 @@ class Case:
                 },
             )
         self._session_logged = True
+        if self._pending_torn is not None:
+            torn, self._pending_torn = self._pending_torn, None
+            self._append_raw("torn_record_discarded", torn)
         return self._append_raw(action, details)
 
     def _append_raw(self, action: str, details: dict[str, Any]) -> str:
@@ -376,8 +380,17 @@ class Case:
             return
         if size == self._log_size:
             return
-        lines = read_lines(log.read_bytes())
-        self._log_size = size
+        data = log.read_bytes()
+        if data and not data.endswith(b"\n"):
+            # A writer was killed inside its append: the torn tail was never committed.
+            # Cut it (logging what was cut) so the chain continues from the last record.
+            keep = data.rfind(b"\n") + 1
+            torn = data[keep:]
+            os.truncate(log, keep)
+            data = data[:keep]
+            self._pending_torn = {"length": len(torn), "sha256": line_hash(torn)}
+        lines = read_lines(data)
+        self._log_size = len(data)
         last = lines[-1] if lines else None
         if last is None or last.record is None or last.hash == self._manifest["custody_head"]:
             return
@@ -390,12 +403,12 @@ class Case:
         self._manifest["custody_records"] = last.record.seq + 1
 
     def _write_manifest(self, *, sync: bool) -> None:
+        # The hash list goes first: a crash between the two writes then leaves the manifest
+        # behind the log (reported as such), never a current manifest with a stale list.
+        lines = [f"{a['sha256']}  {a['path']}\n" for a in self._manifest["artifacts"]]
+        _atomic_write(self.root / paths.HASH_LIST, "".join(lines).encode(), sync=sync)
         data = json.dumps(self._manifest, indent=2, sort_keys=True).encode() + b"\n"
         _atomic_write(self.root / paths.MANIFEST, data, sync=sync)
-        lines = [
-            f"{a['sha256']}  {a['path']}\n" for a in self._manifest["artifacts"]
-        ]
-        _atomic_write(self.root / paths.HASH_LIST, "".join(lines).encode(), sync=sync)
 
 
 def _atomic_write(target: Path, data: bytes, *, sync: bool) -> None:

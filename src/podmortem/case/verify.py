@@ -36,6 +36,7 @@ HEAD_MISMATCH = "head-mismatch"
 ARTIFACT_INCOMPLETE = "artifact-incomplete"
 MANIFEST_BEHIND = "manifest-behind"
 LEFTOVER_TEMP = "leftover-temporary-file"
+TORN_RECORD = "torn-record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,16 @@ def verify_case(root: Path | str, *, expect_head: str | None = None) -> VerifyRe
         report.problems.append(Issue(CUSTODY_MISSING, paths.CUSTODY, "the custody log is gone"))
         lines: list[ParsedLine] = []
     else:
-        lines = read_lines(log_path.read_bytes())
+        data = log_path.read_bytes()
+        lines = read_lines(data)
+        if lines and not data.endswith(b"\n") and lines[-1].record is None:
+            # A writer killed inside its append leaves a torn last line that was never
+            # committed (the manifest never pointed at it); it is not tampering.
+            report.warnings.append(
+                Issue(TORN_RECORD, f"line {lines[-1].lineno}", "torn final record of an "
+                      "interrupted append (never committed); ignored")
+            )
+            lines = lines[:-1]
     report.custody_records = len(lines)
     report.custody_head = lines[-1].hash if lines else GENESIS
 
@@ -117,8 +127,15 @@ def _check_chain(lines: list[ParsedLine], report: VerifyReport) -> None:
 
     preds = [pred(i) for i in range(n)]
     # A line whose successor links straight past it (to the line before it) was inserted.
-    inserted = {i for i in range(n - 1) if preds[i + 1] == i - 1 and preds[i] != i - 1}
-    inserted |= {i for i in range(n - 1) if preds[i + 1] == i - 1 and lines[i].record is None}
+    # A line whose successor links straight past it (to the line before it), and that no
+    # record links to, was inserted, however well the forger linked it to its predecessor.
+    referenced = {p for p in preds if p is not None}
+    # (A record that links to a LATER line was moved, not inserted.)
+    inserted = {
+        i
+        for i in range(n - 1)
+        if preds[i + 1] == i - 1 and i not in referenced and not (preds[i] or -1) > i
+    }
 
     def seq(i: int) -> int | None:
         rec = lines[i].record if 0 <= i < n else None
@@ -229,13 +246,20 @@ def _check_head(
     if isinstance(recorded, int) and last is not None and recorded > last.seq + 1:
         detail = f"records {last.seq + 1}..{recorded - 1} removed from the end of the log"
         report.problems.append(Issue(CUSTODY_REMOVED, "end of custody log", detail))
+    elif isinstance(recorded, int) and last is not None and recorded == last.seq + 1:
+        report.problems.append(
+            Issue(
+                CUSTODY_ALTERED,
+                f"line {lines[-1].lineno} (seq {last.seq})",
+                "the last record's content changed: it no longer matches the manifest's head",
+            )
+        )
     else:
         report.problems.append(
             Issue(
                 HEAD_MISMATCH,
                 f"line {lines[-1].lineno}",
-                "the manifest's custody head matches no record: the last record was altered "
-                "or the log was truncated",
+                "the manifest's custody head matches no record: the log was rewritten",
             )
         )
     return n
@@ -268,7 +292,8 @@ def _check_artifact_records(
                 ARTIFACT_INCOMPLETE,
                 path,
                 f"artifact {det.get('name')!r} was being written when the writer stopped;"
-                f" partial data (unverified) in {paths.PARTIAL_DIR}/{det.get('partial')}",
+                f" its partial data (unverified) is in {paths.PARTIAL_DIR}/{det.get('partial')}"
+                " or at its path",
             )
         )
     in_manifest = {
@@ -366,9 +391,16 @@ def _check_unrecorded(
         for ln in lines
         if ln.record is not None and ln.record.action == "artifact_started"
     }
+    incomplete = {
+        str(ln.record.details.get("path"))
+        for ln in lines
+        if ln.record is not None and ln.record.action == "artifact_started"
+    } - set(expected)
     for rel in _walk(root):
         if rel in expected or rel in paths.STORE_FILES or rel in paths.DERIVED_FILES:
             continue
+        if rel in incomplete:
+            continue  # renamed into place, killed before it was recorded: named as incomplete
         if rel in partials:
             continue  # named by the incomplete-artifact warning (or a leftover of a failure)
         if "/" not in rel and rel.startswith(".") and rel.endswith(".tmp"):

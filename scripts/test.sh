@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up everything and run the whole test suite, as CI does (`.ci/run` calls this).
+#
+# 1. the locked Python environment (scripts/setup.sh --dev)
+# 2. the real container engines: Docker, Podman, containerd+CRI (scripts/engines.sh), which
+#    the integration tests exec into; every daemon started here is stopped on exit, by PID
+# 3. ruff, mypy --strict, then pytest (warnings are errors) with a coverage figure
+#
+# PODMORTEM_NO_ENGINES=1 skips step 2 (integration tests then skip with the reason, except
+# under CI=true where a missing engine fails).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh --dev
+
+if [[ -z ${PODMORTEM_NO_ENGINES:-} ]]; then
+    scripts/engines.sh install
+    trap 'scripts/engines.sh stop || true' EXIT
+    scripts/engines.sh start
+    eval "$(scripts/engines.sh env)"
+fi
+
+echo "== ruff"
+.venv/bin/ruff check src tests benchmarks
+echo "== mypy --strict src"
+.venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/pytest --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider "$@"
+rc=$?
+set -e
+# pytest exits 5 when it collected no test: that is a failure for us, not a pass.
+exit $rc

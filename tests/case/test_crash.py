@@ -1,0 +1,77 @@
+"""``kill -9`` at any moment leaves a case that verifies up to the last complete artifact
+and names the one that was being written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from podmortem.case import Case, verify_case
+from podmortem.case import verify as v
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from podmortem.case import Case
+    case = Case.open(sys.argv[1])
+    for i in range(int(sys.argv[2])):
+        case.add_bytes(f"small/{i}.txt", f"artifact {i}".encode() * 50, source="node")
+    print("small done", flush=True)
+    with case.artifact("memory/big.bin", source="node", command="dump") as w:
+        chunk = bytes(range(256)) * 4096  # 1 MiB
+        for _ in range(10_000):
+            w.write(chunk)
+            time.sleep(0.001)
+    """
+)
+
+
+def start_writer(root: Path, small: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(small)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_kill_during_large_artifact_names_it_and_verifies_the_rest(tmp_path: Path) -> None:
+    case = Case.init(tmp_path / "c", case_id="IR-9", examiner="carol")
+    proc = start_writer(case.root, 5)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "small done"
+    time.sleep(0.5)  # well inside the ~10 s big write
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    report = verify_case(case.root)
+    assert report.ok, report.problems
+    assert report.artifacts_checked == 5
+    incomplete = [w for w in report.warnings if w.kind == v.ARTIFACT_INCOMPLETE]
+    assert [w.subject for w in incomplete] == ["artifacts/memory/big.bin"]
+    # The partial data is kept for the examiner, not passed off as evidence.
+    assert any((case.root / ".partial").iterdir())
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4])
+def test_kill_at_arbitrary_moments_never_breaks_the_chain(tmp_path: Path, delay: float) -> None:
+    case = Case.init(tmp_path / "c", case_id="IR-9", examiner="carol")
+    proc = start_writer(case.root, 400)
+    time.sleep(delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    report = verify_case(case.root)
+    assert report.ok, report.problems
+    # A later session continues the chain cleanly after the crash.
+    Case.open(case.root).add_bytes("after-crash.txt", b"ok", source="file")
+    report = verify_case(case.root)
+    assert report.ok, report.problems
+    assert not [w for w in report.warnings if w.kind == v.MANIFEST_BEHIND]
