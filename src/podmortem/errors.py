@@ -55,7 +55,7 @@ class IntegrityError(PodmortemError):
     exit_code = 1
 
 
-class CapabilityUnavailable(PodmortemError):
+class CapabilityUnavailable(PodmortemError):  # noqa: N818 - reads as a state, like Abort
     """Something this command needs (a runtime socket, an SDK, a compiled proto) is absent."""
 
     exit_code = 4

@@ -41,9 +41,9 @@ def test_artifact_record_holds_everything_the_manifest_promises(tmp_path: Path) 
     assert rec.tool_version
     manifest = json.loads((case.root / "case.json").read_text())
     assert manifest["artifacts"][0]["sha256"] == rec.sha256
-    assert manifest["custody_head"] == read_lines((case.root / "custody.jsonl").read_bytes())[
-        -1
-    ].hash
+    assert (
+        manifest["custody_head"] == read_lines((case.root / "custody.jsonl").read_bytes())[-1].hash
+    )
 
 
 def test_hash_list_is_checkable_by_coreutils(tmp_path: Path) -> None:
@@ -87,7 +87,9 @@ def test_artifacts_are_write_once(tmp_path: Path) -> None:
     assert (case.root / "artifacts/x").read_bytes() == b"1"
 
 
-@pytest.mark.parametrize("bad", ["../escape", "/abs", "a/../../b", "a\nb", "a\\b", ".partial/x", ""])
+@pytest.mark.parametrize(
+    "bad", ["../escape", "/abs", "a/../../b", "a\nb", "a\\b", ".partial/x", ""]
+)
 def test_unsafe_artifact_paths_are_refused(tmp_path: Path, bad: str) -> None:
     case = new_case(tmp_path)
     with pytest.raises(InputError):
@@ -177,8 +179,11 @@ def test_export_records_archive_hash(tmp_path: Path) -> None:
         assert det["compression"] == ("zstd" if zstd else "none")
         assert hashlib.sha256(out.read_bytes()).hexdigest() == det["sha256"]
         assert (tmp_path / f"export{suffix}.sha256").read_text().startswith(det["sha256"])
-    actions = [ln.record.action for ln in read_lines((case.root / "custody.jsonl").read_bytes())
-               if ln.record]
+    actions = [
+        ln.record.action
+        for ln in read_lines((case.root / "custody.jsonl").read_bytes())
+        if ln.record
+    ]
     assert actions.count("case_exported") == 2
     assert verify_case(case.root).ok
 
@@ -192,8 +197,12 @@ def test_export_tar_contains_the_case(tmp_path: Path) -> None:
     export_case(case, out)
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
-    assert {"IR-42/case.json", "IR-42/custody.jsonl", "IR-42/hash_list.sha256",
-            "IR-42/artifacts/a"} <= names
+    assert {
+        "IR-42/case.json",
+        "IR-42/custody.jsonl",
+        "IR-42/hash_list.sha256",
+        "IR-42/artifacts/a",
+    } <= names
 
 
 def test_export_refuses_to_write_inside_the_case(tmp_path: Path) -> None:

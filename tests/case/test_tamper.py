@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from podmortem.case import Case, verify_case
 from podmortem.case import verify as v
 
-SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 contents = st.lists(st.binary(min_size=1, max_size=2048), min_size=2, max_size=6)
 
@@ -38,7 +36,9 @@ def write_lines(root: Path, lines: list[bytes]) -> None:
 
 
 @SETTINGS
-@given(blobs=contents, which=st.integers(0, 100), offset=st.integers(0, 10_000), bit=st.integers(0, 7))
+@given(
+    blobs=contents, which=st.integers(0, 100), offset=st.integers(0, 10_000), bit=st.integers(0, 7)
+)
 def test_one_flipped_bit_in_any_artifact_is_caught(
     blobs: list[bytes], which: int, offset: int, bit: int
 ) -> None:
@@ -55,7 +55,9 @@ def test_one_flipped_bit_in_any_artifact_is_caught(
 
 
 @SETTINGS
-@given(blobs=contents, which=st.integers(0, 100), key=st.sampled_from(["time", "action", "details"]))
+@given(
+    blobs=contents, which=st.integers(0, 100), key=st.sampled_from(["time", "action", "details"])
+)
 def test_an_edited_custody_record_is_caught(blobs: list[bytes], which: int, key: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         case = build(Path(tmp) / "c", blobs)
@@ -102,8 +104,13 @@ def test_an_inserted_custody_record_is_caught(blobs: list[bytes], which: int, cl
         lines = custody_lines(case.root)
         i = which % len(lines)  # insert before line i (never appended at the end)
         prev = (line_hash(lines[i - 1]) if i else GENESIS) if clever else "f" * 64
-        forged = {"seq": i, "time": "2020-01-01T00:00:00.000000Z", "action": "artifact_added",
-                  "details": {"path": "artifacts/planted"}, "prev": prev}
+        forged = {
+            "seq": i,
+            "time": "2020-01-01T00:00:00.000000Z",
+            "action": "artifact_added",
+            "details": {"path": "artifacts/planted"},
+            "prev": prev,
+        }
         lines.insert(i, json.dumps(forged, sort_keys=True, separators=(",", ":")).encode())
         write_lines(case.root, lines)
         report = verify_case(case.root)
@@ -142,10 +149,15 @@ names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, 
 
 
 @SETTINGS
-@given(blobs=contents, where=st.sampled_from(["", "artifacts/", "artifacts/dir0/", "new/"]),
-       name=names, data=st.binary(max_size=64))
-def test_an_unrecorded_file_is_caught(blobs: list[bytes], where: str, name: str,
-                                      data: bytes) -> None:
+@given(
+    blobs=contents,
+    where=st.sampled_from(["", "artifacts/", "artifacts/dir0/", "new/"]),
+    name=names,
+    data=st.binary(max_size=64),
+)
+def test_an_unrecorded_file_is_caught(
+    blobs: list[bytes], where: str, name: str, data: bytes
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         case = build(Path(tmp) / "c", blobs)
         target = case.root / f"{where}{name}"
@@ -155,8 +167,14 @@ def test_an_unrecorded_file_is_caught(blobs: list[bytes], where: str, name: str,
         target.write_bytes(data)
         report = verify_case(case.root)
         rel = f"{where}{name}"
-        if rel in {"case.json", "custody.jsonl", "hash_list.sha256", ".lock", "index.duckdb",
-                   "index.duckdb.wal"}:
+        if rel in {
+            "case.json",
+            "custody.jsonl",
+            "hash_list.sha256",
+            ".lock",
+            "index.duckdb",
+            "index.duckdb.wal",
+        }:
             return
         assert (v.FILE_UNRECORDED, rel) in [(p.kind, p.subject) for p in report.problems]
 

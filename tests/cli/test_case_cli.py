@@ -17,6 +17,7 @@ def podmortem(*args: str | Path, cwd: Path | None = None) -> subprocess.Complete
         text=True,
         cwd=cwd,
         timeout=60,
+        check=False,
     )
 
 

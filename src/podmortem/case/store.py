@@ -127,9 +127,7 @@ class Case:
     # ----------------------------------------------------------------- opening
 
     @classmethod
-    def init(
-        cls, root: Path | str, *, case_id: str, examiner: str, description: str = ""
-    ) -> Case:
+    def init(cls, root: Path | str, *, case_id: str, examiner: str, description: str = "") -> Case:
         """Create a new case. Refuses (touching nothing) if ``root`` already holds one or
         is a non-empty folder."""
         root = Path(root)
@@ -184,7 +182,8 @@ class Case:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._manifest))  # a deep copy callers may not mutate
+        copy: dict[str, Any] = json.loads(json.dumps(self._manifest))  # callers may not mutate
+        return copy
 
     @property
     def artifacts(self) -> list[ArtifactRecord]:
@@ -247,7 +246,9 @@ class Case:
         final = self.root / rel
         with self._locked():
             if final.exists() or any(a["path"] == rel for a in self._manifest["artifacts"]):
-                raise ArtifactExistsError(f"artifact {rel} already exists; artifacts are write-once")
+                raise ArtifactExistsError(
+                    f"artifact {rel} already exists; artifacts are write-once"
+                )
             partial_name = uuid.uuid4().hex + ".part"
             self._append(
                 "artifact_started",
@@ -396,9 +397,9 @@ class Case:
             return
         known = {a["path"] for a in self._manifest["artifacts"]}
         for ln in lines:
-            if ln.record and ln.record.action == "artifact_added":
-                if ln.record.details.get("path") not in known:
-                    self._manifest["artifacts"].append(dict(ln.record.details))
+            rec = ln.record
+            if rec and rec.action == "artifact_added" and rec.details.get("path") not in known:
+                self._manifest["artifacts"].append(dict(rec.details))
         self._manifest["custody_head"] = last.hash
         self._manifest["custody_records"] = last.record.seq + 1
 
@@ -441,5 +442,3 @@ def load_manifest(root: Path) -> dict[str, Any]:
     if missing or not isinstance(manifest["artifacts"], list):
         raise NotACaseError(f"{mpath} lacks {', '.join(missing) or 'an artifact list'}")
     return manifest
-
-

@@ -97,8 +97,11 @@ def verify_case(root: Path | str, *, expect_head: str | None = None) -> VerifyRe
             # A writer killed inside its append leaves a torn last line that was never
             # committed (the manifest never pointed at it); it is not tampering.
             report.warnings.append(
-                Issue(TORN_RECORD, f"line {lines[-1].lineno}", "torn final record of an "
-                      "interrupted append (never committed); ignored")
+                Issue(
+                    TORN_RECORD,
+                    f"line {lines[-1].lineno}",
+                    "torn final record of an interrupted append (never committed); ignored",
+                )
             )
             lines = lines[:-1]
     report.custody_records = len(lines)
@@ -215,8 +218,10 @@ def _check_head(
     n = len(lines)
     hashes = [ln.hash for ln in lines]
     head = str(manifest.get("custody_head"))
-    if expect_head is not None and expect_head not in hashes and not (
-        expect_head == GENESIS and n == 0
+    if (
+        expect_head is not None
+        and expect_head not in hashes
+        and not (expect_head == GENESIS and n == 0)
     ):
         report.problems.append(
             Issue(
@@ -296,26 +301,36 @@ def _check_artifact_records(
                 " or at its path",
             )
         )
-    in_manifest = {
-        str(a.get("path")): a for a in manifest["artifacts"] if isinstance(a, dict)
-    }
-    for path, rec in in_manifest.items():
+    in_manifest = {str(a.get("path")): a for a in manifest["artifacts"] if isinstance(a, dict)}
+    for path, listed in in_manifest.items():
         log_rec = expected.get(path)
         if log_rec is None:
             report.problems.append(
-                Issue(MANIFEST_MISMATCH, path, "listed in the manifest but never recorded in the"
-                      " custody log")
+                Issue(
+                    MANIFEST_MISMATCH,
+                    path,
+                    "listed in the manifest but never recorded in the custody log",
+                )
             )
-        elif (log_rec.get("sha256"), log_rec.get("size")) != (rec.get("sha256"), rec.get("size")):
+        elif (log_rec.get("sha256"), log_rec.get("size")) != (
+            listed.get("sha256"),
+            listed.get("size"),
+        ):
             report.problems.append(
-                Issue(MANIFEST_MISMATCH, path, "the manifest's hash or size differs from the"
-                      " custody log's")
+                Issue(
+                    MANIFEST_MISMATCH,
+                    path,
+                    "the manifest's hash or size differs from the custody log's",
+                )
             )
     for path in expected:
         if path not in in_manifest and added_at[path] < behind_from:
             report.problems.append(
-                Issue(MANIFEST_MISMATCH, path, "recorded in the custody log but removed from the"
-                      " manifest")
+                Issue(
+                    MANIFEST_MISMATCH,
+                    path,
+                    "recorded in the custody log but removed from the manifest",
+                )
             )
     return expected
 
@@ -347,9 +362,7 @@ def _check_hash_list(
             report.problems.append(Issue(HASH_LIST_MISMATCH, path, "absent from the hash list"))
 
 
-def _check_artifact_file(
-    root: Path, rel: str, rec: dict[str, Any], report: VerifyReport
-) -> None:
+def _check_artifact_file(root: Path, rel: str, rec: dict[str, Any], report: VerifyReport) -> None:
     report.artifacts_checked += 1
     target = root / rel
     if target.is_symlink() or not target.is_file():

@@ -65,8 +65,10 @@ def verify(
     directory: Annotated[Path, typer.Argument(help="Case folder.")],
     expect_head: Annotated[
         str | None,
-        typer.Option("--expect-head", help="A custody head written down earlier; fail if the"
-                     " log no longer contains it."),
+        typer.Option(
+            "--expect-head",
+            help="A custody head written down earlier; fail if the log no longer contains it.",
+        ),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the full account as JSON.")
@@ -85,8 +87,10 @@ def verify(
         f"{report.custody_records} custody records checked; head {report.custody_head}"
     )
     if not report.ok:
-        raise IntegrityError(f"case {report.case_id} FAILED verification: "
-                             f"{len(report.problems)} problem(s); {summary}")
+        raise IntegrityError(
+            f"case {report.case_id} FAILED verification: "
+            f"{len(report.problems)} problem(s); {summary}"
+        )
     console.print(f"[green]OK[/] case {for_terminal(report.case_id)} intact: {summary}")
 
 
@@ -101,8 +105,9 @@ def export(
     """Write the case as a tar (optionally zstd) and record the archive's hash."""
     case = Case.open(directory)
     det = export_case(case, out, zstd=zstd)
-    console.print(f"{det['sha256']}  {for_terminal(out)}  ({det['size']} bytes, recorded in"
-                  " the custody log)")
+    console.print(
+        f"{det['sha256']}  {for_terminal(out)}  ({det['size']} bytes, recorded in the custody log)"
+    )
 
 
 @app.command("show")
@@ -110,10 +115,14 @@ def show(directory: Annotated[Path, typer.Argument(help="Case folder.")]) -> Non
     """List the case's artifacts."""
     case = Case.open(directory)
     m = case.manifest
-    console.print(f"case {for_terminal(m['case_id'])} examiner {for_terminal(m['examiner'])}"
-                  f" created {m.get('created_at')}")
+    console.print(
+        f"case {for_terminal(m['case_id'])} examiner {for_terminal(m['examiner'])}"
+        f" created {m.get('created_at')}"
+    )
     for a in case.artifacts:
         flag = " [sensitive]" if a.sensitive else ""
         err = f" error={for_terminal(a.error)}" if a.error else ""
-        console.print(f"{a.sha256[:16]}  {a.size:>10}  {a.source:<12} "
-                      f"{for_terminal(a.path)}{flag}{err}", markup=False)
+        console.print(
+            f"{a.sha256[:16]}  {a.size:>10}  {a.source:<12} {for_terminal(a.path)}{flag}{err}",
+            markup=False,
+        )

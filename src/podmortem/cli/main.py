@@ -34,32 +34,22 @@ def version() -> None:
 
 def run() -> None:
     """Console-script entry: run the app, turn podmortem errors into one line and an exit
-    code, and never show a traceback for bad input (set PODMORTEM_DEBUG=1 to see one)."""
+    code, and never show a traceback for bad input (set PODMORTEM_DEBUG=1 to see one).
+
+    Click (inside Typer) handles usage errors itself (exit 2) and exits with each command's
+    code; everything else that escapes a command arrives here."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        # standalone_mode=False hands us click's exit code instead of exiting for us
-        rc = app(standalone_mode=False)
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
+        app()
     except PodmortemError as exc:
         err.print(f"podmortem: error: {for_plain(exc.message)}", markup=False)
         if os.environ.get("PODMORTEM_DEBUG"):
             traceback.print_exc()
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("podmortem: aborted", markup=False)
-        sys.exit(130)
     except KeyboardInterrupt:
         err.print("podmortem: interrupted", markup=False)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and true bugs
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # a true bug: say so in one line, keep the traceback opt-in
         err.print(
             f"podmortem: internal error: {type(exc).__name__}: {for_plain(exc)}"
             " (set PODMORTEM_DEBUG=1 for a traceback, and please report it)",
