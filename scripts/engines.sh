@@ -40,7 +40,7 @@ APT_PACKAGES=(
     busybox-static                 # the base image rootfs: one static binary
     iproute2 procps psmisc         # ip/nsenter helpers for tests, ps/pgrep, fuser
     debootstrap                    # optional realistic Debian rootfs (not built by default)
-    ca-certificates
+    curl ca-certificates           # curl probes the podman API socket
 )
 
 log() { printf '[engines] %s\n' "$*" >&2; }
@@ -282,9 +282,12 @@ start_containerd() {
     echo $! >"$PIDS/containerd"
 }
 
-podman_env() {
+# Run "$@" with CONTAINERS_CONF set when our containers.conf could not go to /etc/containers.
+with_podman_env() {
     if [[ -s $PM_RUN/containers_conf ]]; then
-        printf 'CONTAINERS_CONF=%s\n' "$(cat "$PM_RUN/containers_conf")"
+        CONTAINERS_CONF=$(cat "$PM_RUN/containers_conf") "$@"
+    else
+        "$@"
     fi
 }
 
@@ -292,8 +295,12 @@ start_podman() {
     if pid_alive "$PIDS/podman"; then return 0; fi
     write_podman_conf
     rm -f "$PODMAN_SOCK"
+    # Not through with_podman_env: a backgrounded shell function runs in a subshell, and $!
+    # would be that subshell's PID rather than podman's. env+setsid exec, so $! is podman.
+    local conf_env=()
+    [[ -s $PM_RUN/containers_conf ]] && conf_env=("CONTAINERS_CONF=$(cat "$PM_RUN/containers_conf")")
     # --time=0: never exit on idle.
-    env $(podman_env) setsid podman system service --time=0 "unix://$PODMAN_SOCK" \
+    env "${conf_env[@]}" setsid podman system service --time=0 "unix://$PODMAN_SOCK" \
         </dev/null >>"$LOGS/podman.log" 2>&1 &
     echo $! >"$PIDS/podman"
 }
@@ -346,8 +353,8 @@ build_images() {
     if ! grep -qx "docker.io/$BUSYBOX_IMAGE" <<<"$have" || ! grep -qx "docker.io/$PAUSE_IMAGE" <<<"$have"; then
         $CTR --address "$CTRD_SOCK" -n k8s.io images import "$save" >/dev/null
     fi
-    if ! env $(podman_env) podman image exists "$BUSYBOX_IMAGE" || ! env $(podman_env) podman image exists "$PAUSE_IMAGE"; then
-        env $(podman_env) podman load -q -i "$save" >/dev/null
+    if ! with_podman_env podman image exists "$BUSYBOX_IMAGE" || ! with_podman_env podman image exists "$PAUSE_IMAGE"; then
+        with_podman_env podman load -q -i "$save" >/dev/null
     fi
 }
 
@@ -372,13 +379,27 @@ cmd_start() {
 # stop
 # ---------------------------------------------------------------------------------------------
 
-# stop_pid NAME TIMEOUT: SIGTERM, wait, then SIGKILL.
-stop_pid() {
-    local name=$1 secs=$2 pid i
-    [[ -s $PIDS/$name ]] || return 0
-    pid=$(cat "$PIDS/$name")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
+# stop_pids NAME:TIMEOUT...: SIGTERM to all at once, wait for each, SIGKILL what ignored it.
+stop_pids() {
+    local spec name secs pid i
+    local -A pidof=()
+    for spec in "$@"; do
+        name=${spec%%:*}
+        [[ -s $PIDS/$name ]] || continue
+        pid=$(cat "$PIDS/$name")
+        # Only signal the PID if it is still the process we started (PIDs get reused).
+        if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$PM_RUN"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            pidof[$name]=$pid
+        else
+            kill -0 "$pid" 2>/dev/null && log "WARNING: pid $pid of $name is not ours any more; not signalled"
+            rm -f "$PIDS/$name"
+        fi
+    done
+    for spec in "$@"; do
+        name=${spec%%:*} secs=${spec##*:}
+        pid=${pidof[$name]:-}
+        [[ -n $pid ]] || continue
         for ((i = 0; i < secs * 10; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
@@ -387,12 +408,11 @@ stop_pid() {
             log "$name ($pid) ignored SIGTERM for ${secs}s; SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
-    fi
-    rm -f "$PIDS/$name"
+        rm -f "$PIDS/$name"
+    done
 }
 
-# Processes whose executable is EXE and whose command line mentions MARK (our state dir), so
-# nothing belonging to another engine on the machine is touched.
+# PIDs of processes running EXE whose command line contains MARK.
 pids_of() {
     local exe=$1 mark=$2 p
     for p in /proc/[0-9]*; do
@@ -404,36 +424,44 @@ pids_of() {
 
 cmd_stop() {
     need_root
-    local p
-    # Containers first, while their engines still answer, so no shim is left behind.
-    if [[ -S $PODMAN_SOCK ]] && pid_alive "$PIDS/podman"; then
-        env $(podman_env) timeout 30 podman rm -af -t 2 >/dev/null 2>&1 || true
-        env $(podman_env) timeout 30 podman pod rm -af >/dev/null 2>&1 || true
+    local p id podman_ids=() docker_ids=() task
+    # 1. Containers, while the engines still answer, so no shim outlives its daemon.
+    #    Podman uses the system's storage (/var/lib/containers), which may hold a developer's
+    #    own containers: remove only those the tests labelled. Docker and containerd run on
+    #    roots of their own under $PM_LIB: everything there is ours.
+    if pid_alive "$PIDS/podman"; then
+        mapfile -t podman_ids < <(with_podman_env timeout 20 podman ps -aq --no-trunc \
+            --filter label=podmortem.test 2>/dev/null || true)
+        if ((${#podman_ids[@]})); then
+            with_podman_env timeout 30 podman rm -f -t 0 "${podman_ids[@]}" >/dev/null 2>&1 || true
+        fi
     fi
-    stop_pid podman 10
-    # Podman 4.3 leaves conmon processes behind (e.g. after an exec through the compat API):
-    # ours carry podman's storage paths on their command line.
-    for p in $(pids_of /usr/bin/conmon /var/lib/containers/storage); do
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    if [[ -S $DOCKER_SOCK ]] && pid_alive "$PIDS/dockerd"; then
-        local ids
-        ids=$(DOCKER_HOST="unix://$DOCKER_SOCK" timeout 20 $DOCKER ps -aq 2>/dev/null || true)
-        # shellcheck disable=SC2086
-        [[ -z $ids ]] || DOCKER_HOST="unix://$DOCKER_SOCK" timeout 30 $DOCKER rm -f $ids >/dev/null 2>&1 || true
+    if pid_alive "$PIDS/dockerd"; then
+        mapfile -t docker_ids < <(DOCKER_HOST="unix://$DOCKER_SOCK" timeout 20 $DOCKER ps -aq 2>/dev/null || true)
+        if ((${#docker_ids[@]})); then
+            DOCKER_HOST="unix://$DOCKER_SOCK" timeout 30 $DOCKER rm -f "${docker_ids[@]}" >/dev/null 2>&1 || true
+        fi
     fi
-    # dockerd stops its own managed containerd; containers ignoring SIGTERM make this slow.
-    stop_pid dockerd 40
-    if [[ -S $CTRD_SOCK ]] && pid_alive "$PIDS/containerd"; then
-        # Remove CRI pods (stop + remove) through the CRI plugin's namespace.
-        local task
+    if pid_alive "$PIDS/containerd"; then
+        # CRI pods left by an interrupted test run: kill their tasks and delete the containers
+        # (containerd's CRI plugin rebuilds its pod list from these at the next start).
         for task in $($CTR --address "$CTRD_SOCK" -n k8s.io tasks ls -q 2>/dev/null || true); do
             $CTR --address "$CTRD_SOCK" -n k8s.io tasks kill -s KILL "$task" >/dev/null 2>&1 || true
         done
-        sleep 0.5
+        for id in $($CTR --address "$CTRD_SOCK" -n k8s.io containers ls -q 2>/dev/null || true); do
+            $CTR --address "$CTRD_SOCK" -n k8s.io tasks delete -f "$id" >/dev/null 2>&1 || true
+            $CTR --address "$CTRD_SOCK" -n k8s.io containers delete "$id" >/dev/null 2>&1 || true
+        done
     fi
-    stop_pid containerd 15
-    # Shims of either containerd outlive a killed daemon: ours are identified by our state dir.
+    # 2. The daemons, in parallel. dockerd also stops the containerd it manages; containers
+    #    that ignore SIGTERM would make it slow (none are left at this point).
+    stop_pids podman:10 dockerd:40 containerd:15
+    # 3. Leftovers, by PID. Podman 4.3 keeps a conmon per compat-API exec alive for 300 s
+    #    (--exit-delay 300): those of the containers removed above carry their ids.
+    for id in "${podman_ids[@]}"; do
+        for p in $(pids_of /usr/bin/conmon "$id"); do kill -KILL "$p" 2>/dev/null || true; done
+    done
+    # Shims of our two containerds (Docker's managed one and the CRI one) name our dirs.
     for p in $(pids_of /usr/bin/containerd-shim-runc-v2 "$PM_RUN") $(pids_of /usr/bin/containerd-shim-runc-v2 "$PM_LIB"); do
         kill -KILL "$p" 2>/dev/null || true
     done
