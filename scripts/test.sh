@@ -15,7 +15,10 @@ scripts/setup.sh --dev
 
 if [[ -z ${PODMORTEM_NO_ENGINES:-} ]]; then
     scripts/engines.sh install
-    trap 'scripts/engines.sh stop || true' EXIT
+    # Stop on exit only what this run started: a developer's already running engines stay.
+    if ! scripts/engines.sh status >/dev/null 2>&1; then
+        trap 'scripts/engines.sh stop || true' EXIT
+    fi
     scripts/engines.sh start
     eval "$(scripts/engines.sh env)"
 fi
