@@ -8,4 +8,10 @@ from podmortem.cli._pending import pending_group
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(pending_group("acquire", "Live evidence acquisition from running containers (Docker, Podman, containerd, Kubernetes)."), name="acquire")
+    root.add_typer(
+        pending_group(
+            "acquire",
+            "Live evidence acquisition from running containers (Docker, Podman, containerd, Kubernetes).",
+        ),
+        name="acquire",
+    )

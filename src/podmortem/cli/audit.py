@@ -8,4 +8,7 @@ from podmortem.cli._pending import pending_group
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(pending_group("audit", "Kubernetes audit-log analysis (EKS, AKS, GKE, self-managed)."), name="audit")
+    root.add_typer(
+        pending_group("audit", "Kubernetes audit-log analysis (EKS, AKS, GKE, self-managed)."),
+        name="audit",
+    )

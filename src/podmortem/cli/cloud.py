@@ -8,4 +8,6 @@ from podmortem.cli._pending import pending_group
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(pending_group("cloud", "Investigation procedures for EKS, AKS and GKE."), name="cloud")
+    root.add_typer(
+        pending_group("cloud", "Investigation procedures for EKS, AKS and GKE."), name="cloud"
+    )

@@ -8,4 +8,9 @@ from podmortem.cli._pending import pending_group
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(pending_group("image", "Container image analysis (layers, whiteouts, indicators, packages, SBOM)."), name="image")
+    root.add_typer(
+        pending_group(
+            "image", "Container image analysis (layers, whiteouts, indicators, packages, SBOM)."
+        ),
+        name="image",
+    )
