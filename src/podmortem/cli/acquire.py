@@ -11,7 +11,7 @@ def register(root: typer.Typer) -> None:
     root.add_typer(
         pending_group(
             "acquire",
-            "Live evidence acquisition from running containers (Docker, Podman, containerd, Kubernetes).",
+            "Live evidence acquisition (Docker, Podman, containerd, Kubernetes).",
         ),
         name="acquire",
     )
