@@ -1,0 +1,139 @@
+"""One SQL mapping from the native Event shape to the contract columns of ``audit_events``.
+
+Both routes use it: the fast route reads native JSONL straight from the evidence file with
+DuckDB's JSON reader, the Python route stages native-shaped events (with provenance in
+``m``) as NDJSON that the same reader loads. Keeping one mapping means a field is never
+normalized two different ways.
+"""
+
+from __future__ import annotations
+
+from podmortem.audit.model import COLUMN_NAMES
+from podmortem.audit.sources.shape import EVENT_FIELDS, META_FIELDS, columns_literal, duckdb_type
+
+# Exec/attach/port-forward keep the command only in the query string, form-encoded by Go's
+# url.Values ("+" for space, %XX escapes, ``command`` repeated once per argv element). A
+# hostile %XX sequence can decode to invalid UTF-8; then the encoded text is kept.
+_EXEC = r"""
+    CASE WHEN m.exec_command IS NOT NULL THEN m.exec_command
+         WHEN e.objectRef.subresource = 'exec' OR regexp_matches(e.requestURI, '/exec(\?|$)')
+         THEN list_transform(
+                regexp_extract_all(e.requestURI, '[?&]command=([^&#]*)', 1),
+                lambda x: coalesce(try(url_decode(replace(x, '+', ' '))), x))
+    END"""
+_CONTAINER = r"""
+    CASE WHEN e.objectRef.subresource IN ('exec', 'attach')
+              OR regexp_matches(e.requestURI, '/(exec|attach)(\?|$)')
+         THEN nullif(coalesce(try(url_decode(replace(
+                regexp_extract(e.requestURI, '[?&]container=([^&#]*)', 1), '+', ' '))),
+                regexp_extract(e.requestURI, '[?&]container=([^&#]*)', 1)), '')
+    END"""
+
+# Expressions in contract column order; ``e`` is the event struct, ``m`` the provenance
+# struct, ``r`` the raw record (JSON or NULL), ``f`` the file name, ``n`` the line/record.
+EXPRESSIONS: dict[str, str] = {
+    "event_key": "m.provider || ':' || coalesce(e.auditID || ':' || coalesce(e.stage, ''),"
+    " f || ':' || CAST(n AS VARCHAR))",
+    "audit_id": "e.auditID",
+    "stage": "e.stage",
+    "level": "e.level",
+    "verb": "e.verb",
+    "request_uri": "e.requestURI",
+    "username": "e.user.username",
+    "user_uid": "e.user.uid",
+    "user_groups": "e.user.groups",
+    "user_extra": "e.user.extra",
+    "impersonated_user": "e.impersonatedUser",
+    "source_ips": "e.sourceIPs",
+    "user_agent": "e.userAgent",
+    "obj_resource": "e.objectRef.resource",
+    "obj_namespace": "e.objectRef.namespace",
+    "obj_name": "e.objectRef.name",
+    "obj_subresource": "e.objectRef.subresource",
+    "obj_api_group": "e.objectRef.apiGroup",
+    "obj_api_version": "e.objectRef.apiVersion",
+    "response_code": "TRY_CAST(e.responseStatus.code AS INTEGER)",
+    "response_status": "e.responseStatus.status",
+    "response_reason": "e.responseStatus.reason",
+    "response_message": "e.responseStatus.message",
+    "request_object": "e.requestObject",
+    "response_object": "e.responseObject",
+    "annotations": "e.annotations",
+    # v1beta1 events carry a second-resolution ``timestamp`` and ``metadata.creationTimestamp``
+    "request_received": "TRY_CAST(coalesce(e.requestReceivedTimestamp, e.timestamp,"
+    " e.metadata.creationTimestamp) AS TIMESTAMPTZ)",
+    "stage_timestamp": "TRY_CAST(coalesce(e.stageTimestamp, e.timestamp,"
+    " e.metadata.creationTimestamp) AS TIMESTAMPTZ)",
+    "exec_command": _EXEC,
+    "exec_container": _CONTAINER,
+    "truncated": "coalesce(m.truncated, false)",
+    "provider": "m.provider",
+    "envelope": "m.envelope",
+    "cluster": "m.cluster",
+    "source_file": "f",
+    "source_line": "n",
+    "raw": "r",
+}
+if tuple(EXPRESSIONS) != COLUMN_NAMES:  # pragma: no cover - a programming error
+    raise ImportError("audit.sources.mapping is out of step with audit.model.COLUMNS")
+
+EVENT_COLUMNS = columns_literal(EVENT_FIELDS)
+STAGED_COLUMNS = columns_literal({"e": EVENT_FIELDS, "m": META_FIELDS, "r": "JSON"})
+META_TYPE = duckdb_type(META_FIELDS)
+
+
+def insert_sql(table: str, source: str) -> str:
+    """``INSERT`` from a relation yielding ``e, m, r, f, n``."""
+    select = ",\n  ".join(EXPRESSIONS.values())
+    return f'INSERT INTO "{table}" SELECT\n  {select}\nFROM ({source})'
+
+
+def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") -> str:
+    """Relation over a native JSONL file (parameters: path, file name).
+
+    With ``keep_raw`` each line is read as JSON text and parsed strictly into the typed
+    struct (``json_transform_strict`` fails instead of silently nulling a mistyped field,
+    which sends the file to the Python route); without it DuckDB's typed reader is used,
+    about twice as fast, and ``raw`` is NULL: the file and line still locate the original.
+    """
+    meta = (
+        f"CAST({{'provider': 'native', 'envelope': '{envelope}', 'cluster': NULL, "
+        f"'line': NULL, 'truncated': false, 'exec_command': NULL}} AS {META_TYPE})"
+    )
+    if keep_raw:
+        struct = _json_structure()
+        return (
+            f"SELECT json_transform_strict(json, '{struct}') AS e, {meta} AS m, json AS r,"  # noqa: S608 - plain identifiers, values bound
+            f" ?::VARCHAR AS f, row_number() OVER () AS n"
+            f" FROM read_ndjson_objects(?::VARCHAR, compression='{compression}')"
+        )
+    return (
+        f"SELECT t AS e, {meta} AS m, NULL::JSON AS r, ?::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
+        f" row_number() OVER () AS n"
+        f" FROM read_json(?::VARCHAR, format='newline_delimited', records=true,"
+        f" compression='{compression}', columns={EVENT_COLUMNS}) t"
+    )
+
+
+def staged_source() -> str:
+    """Relation over a staging NDJSON file (parameters: file name, staging path)."""
+    return (
+        "SELECT e, m, r, ?::VARCHAR AS f, m.line AS n"  # noqa: S608 - plain identifiers, values bound
+        " FROM read_json(?::VARCHAR, format='newline_delimited', records=true,"
+        f" compression='none', columns={STAGED_COLUMNS})"
+    )
+
+
+def _json_structure() -> str:
+    import json
+
+    def conv(spec: object) -> object:
+        if isinstance(spec, str):
+            return spec
+        if isinstance(spec, list):
+            return [conv(spec[0])]
+        if isinstance(spec, dict):
+            return {k: conv(v) for k, v in spec.items()}
+        raise TypeError(spec)
+
+    return json.dumps(conv(EVENT_FIELDS)).replace("'", "''")
