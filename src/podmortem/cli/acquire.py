@@ -1,17 +1,133 @@
-"""``podmortem acquire``: placeholder until the capability lands."""
+"""``podmortem acquire TARGET... --case DIR``: live evidence from running containers."""
 
 from __future__ import annotations
 
-import typer
+import json
+import threading
+from pathlib import Path
+from typing import Annotated
 
-from podmortem.cli._pending import pending_group
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from podmortem.escape import for_terminal
+
+console = Console(highlight=False, stderr=True)
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(
-        pending_group(
-            "acquire",
-            "Live evidence acquisition (Docker, Podman, containerd, Kubernetes).",
+    root.command("acquire")(acquire)
+
+
+def acquire(  # noqa: PLR0917  (typer maps parameters to options)
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="docker://NAME|ID, podman://NAME|ID, cri://CONTAINER_ID, k8s://NAMESPACE/POD\\[/CONTAINER]",
+            show_default=False,
         ),
-        name="acquire",
+    ],
+    case_dir: Annotated[
+        Path, typer.Option("--case", help="Case folder (created if new or empty).")
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the run as JSON ('-' for stdout).")
+    ] = None,
+    budget: Annotated[
+        float,
+        typer.Option("--budget", min=1.0, help="Seconds for the whole run; volatile state first."),
+    ] = 30.0,
+    memory: Annotated[
+        bool, typer.Option("--memory", help="Dump each process's readable memory.")
+    ] = False,
+    checkpoint: Annotated[
+        bool, typer.Option("--checkpoint", help="Take a CRIU checkpoint (leave-running).")
+    ] = False,
+    no_exec: Annotated[
+        bool, typer.Option("--no-exec", help="Never exec into the target (no second view).")
+    ] = False,
+    case_id: Annotated[
+        str | None, typer.Option("--case-id", help="Case number for a new case.")
+    ] = None,
+    examiner: Annotated[
+        str, typer.Option("--examiner", help="Examiner for a new case.")
+    ] = "unknown",
+    docker_host: Annotated[
+        str | None, typer.Option("--docker-host", envvar="DOCKER_HOST", help="Docker API.")
+    ] = None,
+    podman_host: Annotated[
+        str | None, typer.Option("--podman-host", envvar="PODMAN_HOST", help="Podman API socket.")
+    ] = None,
+    cri_endpoint: Annotated[
+        str | None,
+        typer.Option("--cri-endpoint", envvar="CONTAINER_RUNTIME_ENDPOINT", help="CRI socket."),
+    ] = None,
+    kube_context: Annotated[
+        str | None, typer.Option("--context", help="kubeconfig context.")
+    ] = None,
+) -> None:
+    """Acquire live evidence from running containers into a case: the node's view of their
+    processes, sockets and files first, then memory (--memory), RAM-backed files, the writable
+    layer, logs and runtime records. Never writes into, pauses or restarts a target."""
+    from podmortem.acquire.collector import Options
+    from podmortem.acquire.runtimes import Endpoints, open_runtime
+    from podmortem.acquire.session import acquire as run
+    from podmortem.acquire.target import parse_target
+    from podmortem.case import Case
+    from podmortem.case.paths import MANIFEST
+    from podmortem.errors import AcquisitionError
+
+    refs = [parse_target(t) for t in targets]
+    if (case_dir / MANIFEST).exists():
+        case = Case.open(case_dir)
+    else:
+        case = Case.init(case_dir, case_id=case_id or case_dir.name, examiner=examiner)
+    d = Endpoints()
+    endpoints = Endpoints(
+        docker=docker_host or d.docker,
+        podman=podman_host or d.podman,
+        cri=cri_endpoint or d.cri,
+        kube_context=kube_context,
     )
+    options = Options(budget=budget, memory=memory, checkpoint=checkpoint, exec_allowed=not no_exec)
+    lock = threading.Lock()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks = {str(r): bar.add_task(for_terminal(str(r)), total=None) for r in refs}
+
+        def progress(target: str, step: str) -> None:
+            with lock:
+                tid = tasks.get(target)
+                if tid is not None:
+                    bar.update(tid, description=f"{for_terminal(target)}  {for_terminal(step)}")
+                    if step in ("done", "partial", "failed"):
+                        bar.update(tid, total=1, completed=1)
+
+        doc = run(case, refs, lambda ref: open_runtime(ref, endpoints), options, progress=progress)
+    text = json.dumps(doc, indent=1, default=str) + "\n"
+    if json_out is not None:
+        if str(json_out) == "-":
+            typer.echo(text, nl=False)
+        else:
+            json_out.write_text(text)
+    for f in doc["findings"]:
+        console.print(
+            f"[bold red]{for_terminal(f['severity']).upper()}[/] {for_terminal(f['title'])}:"
+            f" {for_terminal(f['subject'])}"
+        )
+    for c in doc["caveats"]:
+        console.print(f"[yellow]caveat[/] {for_terminal(c['kind'])}: {for_terminal(c['message'])}")
+    state = "complete" if doc["complete"] else "PARTIAL"
+    console.print(
+        f"sealed case {for_terminal(case.case_id)} in {for_terminal(case_dir)}: "
+        f"{len(doc['artifacts'])} artifacts, {len(doc['findings'])} findings, {state}, "
+        f"{doc['elapsed_s']:.2f} s; custody head {case.custody_head}"
+    )
+    if not any(t["identity"] for t in doc["targets"]):
+        raise AcquisitionError("no target could be acquired (see the caveats above)")

@@ -1,0 +1,280 @@
+"""The container's writable layer, read from its overlay ``upperdir`` on the node.
+
+Overlayfs semantics (Documentation/filesystems/overlayfs.rst): a file deleted from a lower
+layer is a *whiteout*, a character device 0/0 in the upperdir; a directory replaced as a whole
+carries the xattr ``trusted.overlay.opaque=y`` (``user.overlay.opaque`` for unprivileged
+mounts); anything else in the upperdir was added (no such path in any lower layer) or
+modified (copied up from a lower layer). One pass hashes every regular file and streams it
+into a tar of the upperdir that keeps xattrs (PAX ``SCHILY.xattr.*``, as GNU tar does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+from podmortem.acquire.node.mounts import Overlay
+from podmortem.acquire.node.tree import Entry, walk
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISREG, "file"),
+        (stat.S_ISDIR, "dir"),
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISCHR, "char"),
+        (stat.S_ISBLK, "block"),
+        (stat.S_ISFIFO, "fifo"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "unknown"
+
+
+@dataclass(slots=True)
+class FsChange:
+    path: str
+    change: str  # added | modified | deleted
+    type: str
+    mode: str
+    uid: int
+    gid: int
+    size: int
+    mtime: str
+    atime: str
+    ctime: str
+    sha256: str | None = None
+    link_target: str | None = None
+    opaque: bool = False
+    archived: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class LayerCapture:
+    upperdir: str
+    changes: list[FsChange] = field(default_factory=list)
+    complete: bool = True
+    errors: list[str] = field(default_factory=list)
+    archived_bytes: int = 0
+    not_archived: list[str] = field(default_factory=list)
+
+
+class _HashingReader:
+    """Feeds tarfile exactly ``size`` bytes (the size its header promised) while hashing
+    what the file really held; a file that shrank while we read it is padded with zeros
+    and flagged, one that grew is cut at ``size``."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.left = size
+        self.sha = hashlib.sha256()
+        self.short = False
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.left if n < 0 else min(n, self.left)
+        if want <= 0:
+            return b""
+        buf = os.read(self.fd, want)
+        if not buf:
+            self.short = True
+            buf = b"\0" * want
+        else:
+            self.sha.update(buf)
+        self.left -= len(buf)
+        return buf
+
+
+def _in_lower(lowerdirs: tuple[str, ...], rel: str) -> bool:
+    for lower in lowerdirs:
+        try:
+            os.lstat(os.path.join(lower, rel))
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def capture(
+    overlay: Overlay,
+    archive: Writable | None,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_archive_bytes: int = 1 << 30,
+) -> LayerCapture:
+    """Walk ``overlay.upperdir``: one :class:`FsChange` per changed path, and (if
+    ``archive`` is given) a PAX tar of the upperdir streamed into it."""
+    result = LayerCapture(upperdir=overlay.upperdir)
+    tar = (
+        tarfile.open(fileobj=cast(Any, archive), mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        if archive is not None
+        else None
+    )
+    root_fd = os.open(overlay.upperdir, os.O_RDONLY | os.O_DIRECTORY)
+
+    def visit(e: Entry) -> None:
+        st = e.st
+        kind = file_type(st.st_mode)
+        whiteout = kind == "char" and st.st_rdev == 0
+        opaque = kind == "dir" and any(e.xattr(x) == b"y" for x in OPAQUE_XATTRS)
+        in_lower = _in_lower(overlay.lowerdirs, e.path)
+        if whiteout:
+            change = "deleted"
+        elif in_lower:
+            change = "modified"
+        else:
+            change = "added"
+        rec = FsChange(
+            path="/" + e.path,
+            change=change,
+            type="whiteout" if whiteout else kind,
+            mode=oct(stat.S_IMODE(st.st_mode)),
+            uid=st.st_uid,
+            gid=st.st_gid,
+            size=st.st_size if kind == "file" else 0,
+            mtime=_iso(st.st_mtime),
+            atime=_iso(st.st_atime),
+            ctime=_iso(st.st_ctime),
+            opaque=opaque,
+        )
+        if kind == "symlink":
+            try:
+                rec.link_target = os.readlink(e.name, dir_fd=e.parent_fd)
+            except OSError as exc:
+                rec.error = exc.strerror
+        # A directory that exists below and was merely copied up to hold a changed child is
+        # not itself a change (docker diff still lists it as "C"; see cross_check).
+        listed = not (kind == "dir" and in_lower and not opaque)
+        if listed:
+            result.changes.append(rec)
+        _archive_and_hash(e, rec, tar, result, max_archive_bytes)
+
+    try:
+        _count, complete, errors = walk(root_fd, visit, should_stop=should_stop)
+    finally:
+        os.close(root_fd)
+        if tar is not None:
+            tar.close()
+    result.complete = complete
+    result.errors.extend(errors)
+    return result
+
+
+def _tarinfo(e: Entry, rec: FsChange) -> tarfile.TarInfo:
+    st = e.st
+    ti = tarfile.TarInfo(e.path)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.mtime = int(st.st_mtime)
+    kind = file_type(st.st_mode)
+    ti.type = {
+        "file": tarfile.REGTYPE,
+        "dir": tarfile.DIRTYPE,
+        "symlink": tarfile.SYMTYPE,
+        "char": tarfile.CHRTYPE,
+        "block": tarfile.BLKTYPE,
+        "fifo": tarfile.FIFOTYPE,
+    }[kind]
+    if kind == "symlink":
+        ti.linkname = rec.link_target or ""
+    if kind in ("char", "block"):
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    if kind == "file":
+        ti.size = st.st_size
+    xattrs = {}
+    try:
+        names = os.listxattr(f"/proc/self/fd/{e.parent_fd}/{e.name}", follow_symlinks=False)
+    except OSError:
+        names = []
+    for n in names:
+        v = e.xattr(n)
+        if v is not None:
+            xattrs["SCHILY.xattr." + n] = v.decode("utf-8", "surrogateescape")
+    ti.pax_headers = xattrs
+    return ti
+
+
+def _archive_and_hash(
+    e: Entry,
+    rec: FsChange,
+    tar: tarfile.TarFile | None,
+    result: LayerCapture,
+    max_archive_bytes: int,
+) -> None:
+    kind = file_type(e.st.st_mode)
+    if kind == "socket":
+        return  # tar cannot hold a socket; the record still lists it
+    fits = tar is not None and result.archived_bytes + e.st.st_size <= max_archive_bytes
+    if kind != "file":
+        if tar is not None:
+            tar.addfile(_tarinfo(e, rec))
+            rec.archived = True
+        return
+    try:
+        fd = e.open()
+    except OSError as exc:
+        rec.error = f"open: {exc.strerror}"
+        result.errors.append(f"{rec.path}: {exc.strerror}")
+        return
+    try:
+        reader = _HashingReader(fd, e.st.st_size)
+        if tar is not None and fits:
+            tar.addfile(_tarinfo(e, rec), reader)
+            result.archived_bytes += e.st.st_size
+            rec.archived = True
+        else:
+            if tar is not None:
+                result.not_archived.append(rec.path)
+            while reader.read(1 << 20):
+                pass
+        # Bytes beyond the size seen at stat time (the file grew) are hashed too, so the
+        # hash is of what the file held when we read it.
+        while buf := os.read(fd, 1 << 20):
+            reader.sha.update(buf)
+            rec.error = "file grew while read; archive holds the first st_size bytes"
+        if reader.short:
+            rec.error = "file shrank while read; archive padded with zeros"
+        rec.sha256 = reader.sha.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def cross_check(ours: list[FsChange], runtime: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Compare with the runtime's own diff (path, change). Directories the runtime lists as
+    modified only because a child changed are ignored."""
+    mine = {c.path: c.change for c in ours}
+    theirs = dict(runtime)
+    only_runtime = [
+        p
+        for p, ch in theirs.items()
+        if p not in mine
+        and not (ch == "modified" and any(m.startswith(p.rstrip("/") + "/") for m in mine))
+    ]
+    only_ours = [p for p in mine if p not in theirs]
+    differ = [p for p in mine if p in theirs and theirs[p] != mine[p]]
+    return {
+        "only_runtime": sorted(only_runtime),
+        "only_podmortem": sorted(only_ours),
+        "different_change": sorted(differ),
+    }

@@ -1,0 +1,379 @@
+"""A pod's container through the Kubernetes API, with the official Python client.
+
+What the API gives: the pod (spec and status: container id, image digest, node, restart
+count), its owner chain, service account, events, logs (and the previous container's logs
+after a restart), and exec over WebSocket (``kubernetes.stream.stream``). What it cannot give
+is the node's ``/proc``: when podmortem runs on the pod's node (a node agent, or a responder
+on the node), the container id from the pod status is looked up in the local CRI runtime and
+its host PID enables the node view. Elsewhere the in-container view is all there is, and the
+node-agent Job (:func:`node_agent_job`) brings the node view back.
+
+Tested here against a test double of the API server (no kube-apiserver can run on the
+development machines); written against the official client so that it runs unchanged
+against a real cluster.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from podmortem.acquire.runtimes.base import DiffEntry, ExecOutput, TargetInfo, UnsupportedError
+from podmortem.acquire.target import TargetRef
+from podmortem.errors import AcquisitionError, CapabilityUnavailable
+
+# Owner kinds we can follow, and the client method that reads each.
+_OWNER_READERS = {
+    "ReplicaSet": ("AppsV1Api", "read_namespaced_replica_set"),
+    "Deployment": ("AppsV1Api", "read_namespaced_deployment"),
+    "StatefulSet": ("AppsV1Api", "read_namespaced_stateful_set"),
+    "DaemonSet": ("AppsV1Api", "read_namespaced_daemon_set"),
+    "Job": ("BatchV1Api", "read_namespaced_job"),
+    "CronJob": ("BatchV1Api", "read_namespaced_cron_job"),
+}
+MAX_OWNER_DEPTH = 8
+
+
+def _k8s() -> Any:
+    try:
+        return importlib.import_module("kubernetes")
+    except ImportError as exc:
+        raise CapabilityUnavailable(
+            "the kubernetes client is not installed (pip install kubernetes)"
+        ) from exc
+
+
+def api_client(context: str | None = None) -> Any:
+    """An ApiClient from in-cluster config (a node agent) or the kubeconfig."""
+    k8s = _k8s()
+    cfg = k8s.client.Configuration()
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and context is None:
+            k8s.config.load_incluster_config(client_configuration=cfg)
+        else:
+            k8s.config.load_kube_config(context=context, client_configuration=cfg)
+    except Exception as exc:
+        raise CapabilityUnavailable(f"no usable Kubernetes configuration: {exc}") from exc
+    return k8s.client.ApiClient(cfg)
+
+
+class KubernetesRuntime:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        client: Any,
+        ref: TargetRef,
+        *,
+        node_runtime_for: Callable[[str], Any] | None = None,
+    ) -> None:
+        """``client`` is a ``kubernetes.client.ApiClient``; ``node_runtime_for(container_id)``
+        returns a local CRI backend for that container, or None when it is not on this node."""
+        k8s = _k8s()
+        self._k8s = k8s
+        self.client = client
+        self.core = k8s.client.CoreV1Api(client)
+        self.ref = ref
+        self._node_runtime_for = node_runtime_for
+        self._pod: Any = None
+        self._container = ref.container
+        self.node_runtime: Any = None
+
+    @classmethod
+    def connect(
+        cls, ref: TargetRef, *, context: str | None = None, cri_endpoint: str | None = None
+    ) -> KubernetesRuntime:
+        def local(container_id: str) -> Any:
+            if not cri_endpoint:
+                return None
+            from podmortem.acquire.cri_proto import CriClient
+            from podmortem.acquire.runtimes.cri import CriRuntime
+
+            try:
+                rt = CriRuntime(CriClient(cri_endpoint, timeout=3.0), container_id)
+                rt.inspect()
+            except Exception:  # not on this node, or no CRI here: the API view stands alone
+                return None
+            return rt
+
+        return cls(api_client(context), ref, node_runtime_for=local)
+
+    # ------------------------------------------------------------------ identity
+
+    def _api(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except self._k8s.client.exceptions.ApiException as exc:
+            raise AcquisitionError(
+                f"kubernetes: {getattr(call, '__name__', 'call')} failed: {exc.status} {exc.reason}"
+            ) from exc
+        except Exception as exc:  # urllib3 connection errors and the like
+            raise AcquisitionError(f"kubernetes: API unreachable: {exc}") from exc
+
+    def _load(self) -> Any:
+        if self._pod is None:
+            self._pod = self._api(self.core.read_namespaced_pod, self.ref.ref, self.ref.namespace)
+            names = [c.name for c in self._pod.spec.containers or []]
+            if not self._container:
+                if not names:
+                    raise AcquisitionError(f"kubernetes: pod {self.ref.ref} has no containers")
+                self._container = names[0]
+            elif self._container not in names:
+                raise AcquisitionError(
+                    f"kubernetes: pod {self.ref.ref} has no container {self._container!r}"
+                )
+        return self._pod
+
+    def _status(self) -> Any:
+        pod = self._load()
+        for s in pod.status.container_statuses or []:
+            if s.name == self._container:
+                return s
+        return None
+
+    def inspect_document(self) -> Mapping[str, Any]:
+        doc: Mapping[str, Any] = self.client.sanitize_for_serialization(self._load())
+        return doc
+
+    def inspect(self) -> TargetInfo:
+        pod = self._load()
+        st = self._status()
+        raw_id = str(st.container_id or "") if st else ""
+        runtime_kind, _, cid = raw_id.partition("://")
+        pid = 0
+        if cid and self._node_runtime_for is not None:
+            self.node_runtime = self._node_runtime_for(cid)
+            if self.node_runtime is not None:
+                pid = self.node_runtime.inspect().pid
+        running = bool(st and st.state and st.state.running)
+        return TargetInfo(
+            container_id=cid,
+            pid=pid,
+            image=str(st.image if st else ""),
+            image_digest=str(st.image_id if st else ""),
+            name=f"{pod.metadata.name}/{self._container}",
+            runtime=f"kubernetes/{runtime_kind or '?'}",
+            restart_count=int(st.restart_count or 0) if st else 0,
+            running=running,
+            labels=dict(pod.metadata.labels or {}),
+            pod={
+                "name": pod.metadata.name,
+                "namespace": pod.metadata.namespace,
+                "uid": pod.metadata.uid,
+                "node": pod.spec.node_name,
+                "container": self._container,
+                "service_account": pod.spec.service_account_name,
+            },
+        )
+
+    # ---------------------------------------------------------------------- exec
+
+    def exec(self, cmd: Sequence[str], *, timeout: float, max_bytes: int) -> ExecOutput:
+        self._load()
+        stream = importlib.import_module("kubernetes.stream")
+        try:
+            ws = stream.stream(
+                self.core.connect_get_namespaced_pod_exec,
+                self.ref.ref,
+                self.ref.namespace,
+                container=self._container,
+                command=list(cmd),
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+                _preload_content=False,
+                binary=True,
+            )
+        except Exception as exc:
+            return ExecOutput(None, b"", b"", error=f"exec: {str(exc)[:300]}")
+        out, err = bytearray(), bytearray()
+        truncated = False
+        deadline = time.monotonic() + timeout
+        try:
+            while ws.is_open() and time.monotonic() < deadline:
+                ws.update(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+                for buf, ch in ((out, 1), (err, 2)):
+                    data = ws.read_channel(ch)
+                    if isinstance(data, str):
+                        data = data.encode()
+                    room = max_bytes - len(buf)
+                    buf.extend(data[: max(0, room)])
+                    truncated = truncated or len(data) > room
+            timed_out = ws.is_open()
+            rc = None if timed_out else ws.returncode
+        except Exception as exc:
+            return ExecOutput(None, bytes(out), bytes(err), truncated, error=f"exec: {exc}"[:300])
+        finally:
+            ws.close()
+        return ExecOutput(rc, bytes(out), bytes(err), truncated, timed_out)
+
+    # ---------------------------------------------------------------- logs, diff
+
+    def logs(self, *, max_bytes: int, timeout: float) -> tuple[bytes, bool]:
+        self._load()
+        data = self._api(
+            self.core.read_namespaced_pod_log,
+            self.ref.ref,
+            self.ref.namespace,
+            container=self._container,
+            timestamps=True,
+            limit_bytes=max_bytes,
+            _preload_content=False,
+            _request_timeout=timeout,
+        ).data
+        return bytes(data[:max_bytes]), len(data) >= max_bytes
+
+    def diff(self) -> list[DiffEntry]:
+        raise UnsupportedError("the Kubernetes API has no diff; the upperdir walk needs the node")
+
+    def checkpoint(self, sink: Callable[[bytes], Any], *, timeout: float) -> dict[str, Any]:
+        if self.node_runtime is not None:
+            result: dict[str, Any] = self.node_runtime.checkpoint(sink, timeout=timeout)
+            return result
+        raise UnsupportedError(
+            "the kubelet checkpoint API leaves the archive on the node and is often refused "
+            "through the API server proxy; run podmortem on the node (node-agent Job)"
+        )
+
+    # ------------------------------------------------------------- API records
+
+    def extra_documents(self, *, timeout: float) -> dict[str, Any]:
+        pod = self._load()
+        ser = self.client.sanitize_for_serialization
+        docs: dict[str, Any] = {"pod": ser(pod)}
+        docs["owner_chain"] = self.owner_chain()
+        sa = pod.spec.service_account_name or "default"
+        try:
+            docs["service_account"] = ser(
+                self._api(self.core.read_namespaced_service_account, sa, self.ref.namespace)
+            )
+        except AcquisitionError as exc:
+            docs["service_account"] = {"name": sa, "error": exc.message}
+        try:
+            events = self._api(
+                self.core.list_namespaced_event,
+                self.ref.namespace,
+                field_selector=f"involvedObject.uid={pod.metadata.uid}",
+            )
+            docs["events"] = ser(events.items)
+        except AcquisitionError as exc:
+            docs["events"] = {"error": exc.message}
+        st = self._status()
+        if st is not None and (st.restart_count or 0) > 0:
+            try:
+                prev = self._api(
+                    self.core.read_namespaced_pod_log,
+                    self.ref.ref,
+                    self.ref.namespace,
+                    container=self._container,
+                    previous=True,
+                    timestamps=True,
+                    limit_bytes=64 << 20,
+                    _preload_content=False,
+                ).data
+                docs["previous_logs"] = {"text": prev.decode("utf-8", "backslashreplace")}
+            except AcquisitionError as exc:
+                docs["previous_logs"] = {"error": exc.message}
+        return docs
+
+    def owner_chain(self) -> list[dict[str, Any]]:
+        """Pod -> ReplicaSet -> Deployment (or StatefulSet, DaemonSet, Job -> CronJob)."""
+        chain: list[dict[str, Any]] = []
+        obj = self._load()
+        for _ in range(MAX_OWNER_DEPTH):
+            refs = obj.metadata.owner_references or []
+            ctrl = next((r for r in refs if r.controller), refs[0] if refs else None)
+            if ctrl is None:
+                break
+            entry: dict[str, Any] = {"kind": ctrl.kind, "name": ctrl.name, "uid": ctrl.uid}
+            chain.append(entry)
+            reader = _OWNER_READERS.get(ctrl.kind)
+            if reader is None:
+                entry["error"] = "kind not followed"
+                break
+            api = getattr(self._k8s.client, reader[0])(self.client)
+            try:
+                obj = self._api(getattr(api, reader[1]), ctrl.name, self.ref.namespace)
+            except AcquisitionError as exc:
+                entry["error"] = exc.message
+                break
+        return chain
+
+    def close(self) -> None:
+        if self.node_runtime is not None:
+            self.node_runtime.close()
+        self.client.close()
+
+
+def node_agent_job(
+    *,
+    pod: Mapping[str, Any],
+    container_id: str,
+    image: str,
+    namespace: str = "podmortem",
+    budget: float = 30.0,
+    cri_socket: str = "/run/containerd/containerd.sock",
+) -> dict[str, Any]:
+    """A Job that runs ``podmortem acquire cri://ID`` on the pod's node and prints the case
+    as a tar on stdout (read back with ``read_namespaced_pod_log``).
+
+    Pinned with ``nodeName`` (no scheduler decision, no affinity to get wrong), host PID
+    namespace (host ``/proc``), the CRI socket, and the host root read-only for the overlay
+    upperdirs. It writes only into its own emptyDir."""
+    spec = pod.get("spec") or {}
+    node = spec.get("nodeName") or spec.get("node_name")
+    if not node:
+        raise AcquisitionError("the pod is not scheduled on a node: no node agent possible")
+    script = (
+        "set -e; podmortem acquire cri://$CID --case /work/case --budget $BUDGET "
+        "--cri-endpoint unix:///host-cri.sock --json /work/case-run.json >&2; "
+        "tar -C /work -cf - case case-run.json"
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "generateName": "podmortem-node-agent-",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "podmortem-node-agent"},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "podmortem-node-agent"}},
+                "spec": {
+                    "nodeName": node,
+                    "hostPID": True,
+                    "restartPolicy": "Never",
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [
+                        {
+                            "name": "podmortem",
+                            "image": image,
+                            "command": ["/bin/sh", "-c", script],
+                            "env": [
+                                {"name": "CID", "value": container_id},
+                                {"name": "BUDGET", "value": str(budget)},
+                            ],
+                            "securityContext": {"privileged": True},
+                            "volumeMounts": [
+                                {"name": "cri", "mountPath": "/host-cri.sock"},
+                                {"name": "host", "mountPath": "/host", "readOnly": True},
+                                {"name": "work", "mountPath": "/work"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "cri", "hostPath": {"path": cri_socket, "type": "Socket"}},
+                        {"name": "host", "hostPath": {"path": "/", "type": "Directory"}},
+                        {"name": "work", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
