@@ -1,0 +1,188 @@
+"""Sigma field names of Kubernetes audit rules -> SQL expressions over ``audit_events``.
+
+The mapping itself is data (``fields.yml``): native Event paths map to flat columns or to
+DuckDB JSON paths into the JSON columns, SigmaHQ's short aliases (``apiGroup``, ``hostPath``,
+``capabilities``) map to native paths, and keys that hold arrays in Kubernetes objects
+(``containers``, ``volumes``, ``rules`` ...) make the field list-valued, so that a rule
+matches when ANY element matches, as Sigma rules written for flattened logs expect.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+
+from podmortem.errors import InputError
+
+Kind = Literal["scalar", "list"]
+ValueType = Literal["string", "integer", "timestamp", "boolean"]
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Field names come from rule files (possibly a user's --sigma folder): refuse anything that
+# could break out of a quoted JSON path or SQL literal instead of trying to escape it.
+_SAFE_FIELD = re.compile(r"[A-Za-z0-9_./@:*-]+")
+_MAX_ALIAS_DEPTH = 4
+
+
+class UnknownFieldError(InputError):
+    """A rule names a field that has no place in the normalized audit event."""
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal. NUL cannot be represented and is refused."""
+    if "\x00" in value:
+        raise UnknownFieldError("NUL character in a rule value")
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldExpr:
+    """A SQL expression for one Sigma field: a scalar, or a list matched element-wise."""
+
+    sql: str
+    kind: Kind = "scalar"
+    type: ValueType = "string"
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    column: str
+    is_list: bool
+    type: ValueType
+
+
+@dataclass(frozen=True, slots=True)
+class _JsonRoot:
+    column: str
+    single_key: bool
+    is_list: bool
+
+
+class FieldMap:
+    """Resolves Sigma field names; built from ``fields.yml`` (or another mapping dict)."""
+
+    def __init__(self, data: dict[str, Any], computed: dict[str, FieldExpr] | None = None) -> None:
+        # Fields computed from others (the actor class, from the actor policy).
+        self.computed: dict[str, FieldExpr] = dict(computed or {})
+        self.columns: dict[str, _Column] = {
+            name: _Column(
+                column=str(spec["column"]),
+                is_list=bool(spec.get("list", False)),
+                type=spec.get("type", "string"),
+            )
+            for name, spec in data["columns"].items()
+        }
+        self.json_roots: dict[str, _JsonRoot] = {
+            name: _JsonRoot(
+                column=str(spec["column"]),
+                single_key=bool(spec.get("single_key", False)),
+                is_list=bool(spec.get("list", False)),
+            )
+            for name, spec in data["json_roots"].items()
+        }
+        self.array_keys: frozenset[str] = frozenset(data["array_keys"])
+        self.pod_spec_paths: tuple[str, ...] = tuple(data["pod_spec_paths"])
+        self.prefix_aliases: dict[str, tuple[str, ...]] = {
+            k: tuple(v) for k, v in data.get("prefix_aliases", {}).items()
+        }
+        self.aliases: dict[str, str] = dict(data.get("aliases", {}))
+
+    @classmethod
+    def default(cls) -> FieldMap:
+        return _default_map()
+
+    # ------------------------------------------------------------------ resolving
+
+    def resolve(self, name: str) -> FieldExpr:
+        """The SQL expression for a Sigma field name; raises :class:`UnknownFieldError`."""
+        if not _SAFE_FIELD.fullmatch(name):
+            raise UnknownFieldError(f"field name {name!r} has characters podmortem refuses")
+        return self._resolve(name, 0)
+
+    def _resolve(self, name: str, depth: int) -> FieldExpr:
+        if depth > _MAX_ALIAS_DEPTH:
+            raise UnknownFieldError(f"field alias loop at {name!r}")
+        if name in self.aliases:
+            return self._resolve(self.aliases[name], depth + 1)
+        if name in self.computed:
+            return self.computed[name]
+        if name in self.columns:
+            col = self.columns[name]
+            return FieldExpr(f'"{col.column}"', "list" if col.is_list else "scalar", col.type)
+        head, _, rest = name.partition(".")
+        if head in self.prefix_aliases and rest:
+            parts = [self._resolve(f"{p}.{rest}", depth + 1) for p in self.prefix_aliases[head]]
+            return _union(parts)
+        if head == "podSpec" and rest:
+            return self._json_path(self._pod_spec_sql(), rest)
+        for root_name, root in self.json_roots.items():
+            if name == root_name:
+                # The whole object as JSON text, for |contains and |re over a body whose
+                # keys are not known in advance (ConfigMap data, labels with dots).
+                return FieldExpr(f'CAST("{root.column}" AS VARCHAR)')
+            if name.startswith(root_name + "."):
+                sub = name[len(root_name) + 1 :]
+                if root.single_key:
+                    path = "$." + _quote_key(sub) + ("[*]" if root.is_list else "")
+                    kind: Kind = "list" if root.is_list else "scalar"
+                    return FieldExpr(f"json_extract_string(\"{root.column}\", '{path}')", kind)
+                return self._json_path(f'"{root.column}"', sub)
+        raise UnknownFieldError(f"unknown field {name!r}")
+
+    def _json_path(self, json_sql: str, dotted: str) -> FieldExpr:
+        path = "$"
+        is_list = False
+        for key in dotted.split("."):
+            if not key:
+                raise UnknownFieldError(f"empty path segment in {dotted!r}")
+            path += "." + _quote_key(key)
+            if key in self.array_keys:
+                path += "[*]"
+                is_list = True
+        # With a [*] step DuckDB returns a (flattened) VARCHAR[]: empty when nothing matches.
+        return FieldExpr(
+            f"json_extract_string({json_sql}, '{path}')", "list" if is_list else "scalar"
+        )
+
+    def _pod_spec_sql(self) -> str:
+        """The request's pod spec wherever the workload kind puts it (first present wins);
+        one multi-path extract so the body is parsed once."""
+        paths = []
+        for p in self.pod_spec_paths:
+            root, _, sub = p.partition(".")
+            if root != "requestObject":
+                raise UnknownFieldError(f"pod spec path {p!r} must start with requestObject")
+            paths.append("'$." + ".".join(_quote_key(k) for k in sub.split(".")) + "'")
+        col = self.json_roots["requestObject"].column
+        return (
+            f'list_filter(json_extract("{col}", [{", ".join(paths)}]), lambda p: p IS NOT NULL)[1]'
+        )
+
+
+def _union(parts: list[FieldExpr]) -> FieldExpr:
+    lists = [p.sql if p.kind == "list" else f"[{p.sql}]" for p in parts]
+    return FieldExpr(f"flatten([{', '.join(lists)}])", "list")
+
+
+def _quote_key(key: str) -> str:
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    if '"' in key or "\\" in key or "'" in key:
+        raise UnknownFieldError(f"JSON key {key!r} cannot be quoted safely")
+    return f'"{key}"'
+
+
+@cache
+def _default_map() -> FieldMap:
+    from podmortem.audit.actors import ActorPolicy  # actors build on this module
+
+    text = resources.files("podmortem.audit").joinpath("fields.yml").read_text("utf-8")
+    # `actorClass` (podmortem extension): human, workload, node, control-plane,
+    # cloud-system or anonymous, as classified by actors.yml.
+    actor = FieldExpr(ActorPolicy.default_policy().sql())
+    return FieldMap(yaml.safe_load(text), {"actorClass": actor})
