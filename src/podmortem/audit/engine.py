@@ -135,12 +135,16 @@ def _match(
 
 
 def object_sql(alias: str = "") -> str:
-    """``resource[/subresource] namespace/name`` or, for non-resource requests, the URI path."""
+    """``resource[/subresource] namespace/name``; ``namespace/*`` when the request named no
+    object (list, or create with a server-generated name); for non-resource requests, the
+    URI path (query dropped, so probes of one endpoint group together)."""
     a = alias
     return (
         f"CASE WHEN {a}obj_resource IS NOT NULL THEN "
-        f"{a}obj_resource || coalesce('/' || {a}obj_subresource, '') || "
-        f"coalesce(' ' || {a}obj_namespace || '/', ' ') || coalesce({a}obj_name, '') "
+        f"{a}obj_resource || coalesce('/' || {a}obj_subresource, '') || ' ' || "
+        f"CASE WHEN {a}obj_namespace IS NOT NULL "
+        f"THEN {a}obj_namespace || '/' || coalesce({a}obj_name, '*') "
+        f"ELSE coalesce({a}obj_name, '*') END "
         f"ELSE split_part(coalesce({a}request_uri, ''), '?', 1) END"
     )
 

@@ -1,14 +1,157 @@
-"""``podmortem audit``: placeholder until the capability lands."""
+"""``podmortem audit``: Kubernetes audit-log analysis (EKS, AKS, GKE, self-managed)."""
 
 from __future__ import annotations
 
-import typer
+import json
+from pathlib import Path
+from typing import Annotated
 
-from podmortem.cli._pending import pending_group
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from podmortem.escape import for_terminal
+from podmortem.findings import Severity
+
+app = typer.Typer(
+    help="Kubernetes audit-log analysis (EKS, AKS, GKE, self-managed).", no_args_is_help=True
+)
+console = Console(highlight=False)
+
+TOP_FINDINGS = 15
+TOP_CAVEATS = 8
+_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFORMATIONAL: "dim",
+}
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(
-        pending_group("audit", "Kubernetes audit-log analysis (EKS, AKS, GKE, self-managed)."),
-        name="audit",
+    root.add_typer(app, name="audit")
+
+
+def _severity(value: str) -> Severity:
+    try:
+        return Severity.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter("one of informational, low, medium, high, critical") from exc
+
+
+@app.command("analyze")
+def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Audit logs: files, folders (recursive) or - for standard input."),
+    ],
+    case_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--case", help="Case folder: inputs become artifacts, results go in its index."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full result as JSON to this file.")
+    ] = None,
+    sigma: Annotated[
+        list[Path] | None,
+        typer.Option("--sigma", help="Folder of Sigma rules (e.g. SigmaHQ's); repeatable."),
+    ] = None,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option("--rules", help="Folder of your own rules in podmortem's Sigma format."),
+    ] = None,
+    no_builtin: Annotated[
+        bool, typer.Option("--no-builtin", help="Do not load the built-in ruleset.")
+    ] = False,
+    min_severity: Annotated[
+        str, typer.Option("--min-severity", help="Hide findings below this severity.")
+    ] = "informational",
+) -> None:
+    """Read audit logs in any EKS, AKS, GKE or native format and report attacker techniques."""
+    from podmortem.audit.analyze import analyze, finding_json
+    from podmortem.case import Case
+
+    level = _severity(min_severity)
+    case = Case.open(case_dir) if case_dir is not None else None
+    result = analyze(
+        paths,
+        case=case,
+        sigma_dirs=sigma or (),
+        rules_dirs=rules or (),
+        builtin=not no_builtin,
+        min_severity=level,
     )
+    if json_out is not None:
+        doc = result.to_dict()
+        json_out.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+
+    # ------------------------------------------------------------ terminal summary
+    console.print(
+        f"[bold]{result.events_read}[/] audit events from {len(result.files)} file(s);"
+        f" rules: {result.rules.count('builtin')} built-in, {result.rules.count('sigma')} Sigma,"
+        f" {result.rules.count('custom')} custom"
+    )
+    if result.events_by_source:
+        src = ", ".join(f"{for_terminal(k)} {v}" for k, v in result.events_by_source.items())
+        console.print(f"  by source: {src}")
+    if result.skipped:
+        sk = ", ".join(f"{for_terminal(k)} {v}" for k, v in result.skipped.items())
+        console.print(f"  skipped records: {sk}")
+    for err in (result.rules.errors + result.engine.runtime_errors)[:TOP_CAVEATS]:
+        console.print(
+            f"  [yellow]rule not loaded[/] {for_terminal(err.path)}: {for_terminal(err.reason)}"
+        )
+
+    findings = result.findings
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in reversed(Severity)}
+    console.print(
+        f"\n[bold]{len(findings)} finding(s)[/]: "
+        + ", ".join(f"[{_STYLE[s]}]{c} {s}[/]" for s, c in counts.items() if c)
+    )
+    if findings:
+        table = Table(show_lines=False, pad_edge=False, box=None)
+        for col in ("severity", "first seen (UTC)", "rule", "actor", "object", "n"):
+            table.add_column(col, overflow="fold")
+        for f in findings[:TOP_FINDINGS]:
+            j = finding_json(f)
+            obj = str(j["object"] or "")
+            if j.get("commands"):
+                obj += " $ " + str(j["commands"][0])
+            table.add_row(
+                f"[{_STYLE[f.severity]}]{f.severity}[/]",
+                f.time.strftime("%Y-%m-%d %H:%M:%S") if f.time else "",
+                for_terminal(f.title, 80),
+                for_terminal(f"{j['actor']} ({j['actor_class']})", 100),
+                for_terminal(obj, 160),
+                str(j.get("peak") or j.get("requests") or ""),
+            )
+        console.print(table)
+        if len(findings) > TOP_FINDINGS:
+            console.print(f"  ... {len(findings) - TOP_FINDINGS} more (see --json or the case)")
+    below = len(result.engine.findings) - len(findings)
+    if below:
+        console.print(f"  {below} finding(s) below {level} not shown")
+    supp = result.suppressed
+    if supp:
+        actors = len({(s.actor, s.actor_class) for s in supp})
+        console.print(
+            f"  {sum(s.requests for s in supp)} match(es) by {actors} system identities"
+            " suppressed as expected behaviour (listed in --json)"
+        )
+    if result.caveats:
+        console.print(f"\n[bold]{len(result.caveats)} caveat(s)[/]:")
+        for c in result.caveats[:TOP_CAVEATS]:
+            where = c.provenance.artifact if c.provenance and c.provenance.artifact else ""
+            console.print(
+                f"  [yellow]{for_terminal(c.kind)}[/] {for_terminal(c.message, 300)}"
+                + (f" ({for_terminal(where, 200)})" if where else "")
+            )
+        if len(result.caveats) > TOP_CAVEATS:
+            console.print(f"  ... {len(result.caveats) - TOP_CAVEATS} more (see --json)")
+    if json_out is not None:
+        console.print(f"\nJSON written to {for_terminal(json_out)}")
+    if case is not None:
+        console.print(f"case {for_terminal(case.case_id)}: inputs, events and findings recorded")
