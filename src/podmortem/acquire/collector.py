@@ -383,8 +383,8 @@ class TargetCollector:
         sockets.join_to_processes(found, owners)
         if bad:
             self._caveat("malformed-record", f"{bad} socket table line(s) could not be decoded")
-        host_net = procfs.namespace_id(info.pid, "net", self.proc) == procfs.namespace_id(
-            1, "net", self.proc
+        host_net = procfs.namespace_id(info.pid, "net", self.proc) == procfs.host_namespace(
+            "net", self.proc
         )
         if host_net:
             # The container shares the node's network namespace: the tables are the node's.

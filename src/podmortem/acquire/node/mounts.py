@@ -40,7 +40,9 @@ def _split_super(opts: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in opts.split(","):
         k, _, v = item.partition("=")
-        out[unescape(k)] = unescape(v)
+        # lowerdir stays escaped: its layers are separated by ':' while a ':' inside a path
+        # is shown as \072; unescaping first would merge the two (see root_overlay).
+        out[unescape(k)] = v if k == "lowerdir" else unescape(v)
     return out
 
 
@@ -85,8 +87,7 @@ def root_overlay(mounts: list[Mount]) -> Overlay | None:
     for m in reversed(mounts):
         if m.mount_point == "/" and m.fstype == "overlay" and "upperdir" in m.super_options:
             lower = m.super_options.get("lowerdir", "")
-            # Lower layers are ':'-separated; a literal ':' in a path is escaped as '\:'.
-            parts = tuple(p.replace("\0", ":") for p in lower.replace("\\:", "\0").split(":") if p)
+            parts = tuple(unescape(p) for p in lower.split(":") if p)
             return Overlay(m.super_options["upperdir"], parts, m.super_options.get("workdir", ""))
     return None
 

@@ -163,6 +163,13 @@ def namespace_id(pid: int, ns: str, proc: Path = PROC) -> str | None:
         return None
 
 
+def host_namespace(ns: str, proc: Path = PROC) -> str | None:
+    """The node's namespace of a kind: that of PID 1, or ours if PID 1's is hidden from us
+    (some sandboxes deny reading /proc/1/ns). A node agent runs with hostPID, so either is
+    the node's PID namespace."""
+    return namespace_id(1, ns, proc) or namespace_id(os.getpid(), ns, proc)
+
+
 def all_pids(proc: Path = PROC) -> list[int]:
     return sorted(int(p) for p in os.listdir(proc) if p.isdigit())
 
@@ -174,7 +181,7 @@ def container_pids(init_pid: int, proc: Path = PROC) -> tuple[list[int], str]:
     target_ns = namespace_id(init_pid, "pid", proc)
     if target_ns is None:
         raise ProcessGoneError(f"pid {init_pid} is gone")
-    host_ns = namespace_id(1, "pid", proc)
+    host_ns = host_namespace("pid", proc)
     if target_ns != host_ns:
         pids = [p for p in all_pids(proc) if namespace_id(p, "pid", proc) == target_ns]
         return (pids or [init_pid]), "pid-namespace"
