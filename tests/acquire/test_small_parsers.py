@@ -26,7 +26,7 @@ def test_route_and_arp_and_resolv() -> None:
     )
     assert [(r["destination"], r["gateway"]) for r in network.parse_route(route)] == [
         ("0.0.0.0/0", "192.168.1.1"),
-        ("192.168.1.0/24", "0.0.0.0"),
+        ("192.168.1.0/24", "0.0.0.0"),  # noqa: S104
     ]
     v6 = (
         b"fe800000000000000000000000000000 40 00000000000000000000000000000000 00 "

@@ -64,7 +64,7 @@ class ProcessRuntime:
         def produce() -> Iterator[tuple[int, bytes]]:
             # The pipes belong to this reader (it may outlive the call if the command hangs).
             try:
-                while buf := out.read1(65536):
+                while buf := os.read(out.fileno(), 65536):
                     yield 1, buf
                 yield 2, err.read(max_bytes)
             finally:
