@@ -77,6 +77,8 @@ def handle_records(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> None:
     if not isinstance(records, list):
         ctx.not_audit("aks: records is not a list", where)
         return
+    if not records:
+        ctx.not_audit("aks: empty records list", where)
     for i, rec in enumerate(records):
         w = where.inner(f"records[{i}]")
         if isinstance(rec, dict):

@@ -23,6 +23,8 @@ def dispatch(obj: Any, where: Where, ctx: Ctx) -> None:
         ctx.not_audit("nested too deeply", where)
         return
     if isinstance(obj, list):
+        if not obj:
+            ctx.not_audit("empty JSON array", where)
         container = "array" if where.container in ("json", "array") else where.container
         for i, item in enumerate(obj):
             dispatch(item, where.inner(f"[{i}]", container), ctx)
@@ -76,6 +78,8 @@ def _log_analytics_tables(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> Non
             ctx.not_audit("log analytics table without columns/rows", where)
             continue
         names = [c.get("name") if isinstance(c, dict) else str(c) for c in cols]
+        if not rows:
+            ctx.not_audit("log analytics table with no rows", where)
         for i, row in enumerate(rows):
             w = where.inner(f"tables[{t}].rows[{i}]", "array")
             if isinstance(row, list) and len(row) == len(names):

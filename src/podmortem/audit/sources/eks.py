@@ -76,6 +76,8 @@ def handle_filter_log_events(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> 
     if not isinstance(events, list):
         ctx.not_audit("eks: filter-log-events without events", where)
         return
+    if not events:
+        ctx.not_audit("eks: filter-log-events page with no events", where)
     for i, rec in enumerate(events):
         w = where.inner(f"events[{i}]")
         if isinstance(rec, dict):
@@ -94,6 +96,8 @@ def handle_subscription(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> None:
         return
     cluster = cluster_of(obj.get("logGroup"))
     stream = obj.get("logStream")
+    if not obj["logEvents"]:
+        ctx.not_audit("eks: subscription message with no log events", where)
     for i, rec in enumerate(obj["logEvents"]):
         w = where.inner(f"logEvents[{i}]")
         if isinstance(rec, dict):

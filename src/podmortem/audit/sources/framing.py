@@ -23,6 +23,17 @@ CHUNK = 4 << 20
 _WS = " \t\r\n\ufeff"
 
 
+def read_some(stream: IO[bytes], size: int = 0) -> bytes:
+    """Up to ``size`` bytes with one read of the layer below (``read1``), so that a stream
+    damaged further on still hands out what precedes the damage."""
+    size = size or CHUNK
+    read1 = getattr(stream, "read1", None)
+    if read1 is not None:
+        data: bytes = read1(size)
+        return data
+    return stream.read(size)
+
+
 @dataclass(frozen=True, slots=True)
 class Line:
     """One non-blank line. ``record`` counts non-blank lines (DuckDB's own numbering, so the
@@ -40,7 +51,9 @@ def iter_lines(stream: IO[bytes], max_line: int = MAX_LINE) -> Iterator[Line]:
     pending_len = 0
     overlong = False
     while True:
-        chunk = stream.read(CHUNK)
+        # read1: a corrupt compressed stream fails on a later call, after the good part
+        # has been handed out, so records before the damage are still read
+        chunk = read_some(stream)
         if not chunk:
             break
         parts = chunk.split(b"\n")
@@ -66,15 +79,14 @@ def iter_lines(stream: IO[bytes], max_line: int = MAX_LINE) -> Iterator[Line]:
                 if len(data) > max_line:
                     data = None
             else:
-                data = part
+                data = part if len(part) <= max_line else None
             pending = []
             pending_len = 0
-            was_overlong = overlong
             overlong = False
             if data is not None and not data.strip():
                 continue
             record += 1
-            yield Line(physical, record, None if was_overlong else data)
+            yield Line(physical, record, data)
     if overlong or pending:
         data = None if overlong else b"".join(pending)
         if data is None or data.strip():
@@ -108,7 +120,7 @@ class _Reader:
     def fill(self) -> bool:
         if self.eof:
             return False
-        chunk = self.stream.read(CHUNK)
+        chunk = read_some(self.stream)
         if not chunk:
             self.eof = True
             self.buf = self.buf[self.pos :] + self.decoder.decode(b"", final=True)
@@ -150,6 +162,10 @@ def iter_values(stream: IO[bytes], max_value: int = MAX_DOCUMENT) -> Iterator[Va
             if c == "]":
                 r.pos += 1
                 in_array = False
+                if index == 0:
+                    # an empty array is still a record to account for
+                    index += 1
+                    yield Value(index, r.base + r.pos - 1, value=[])
                 continue
             if c == "," and index > 0:
                 r.pos += 1
@@ -219,13 +235,17 @@ def iter_csv(stream: IO[bytes], max_line: int = MAX_LINE) -> Iterator[tuple[int,
     csv.field_size_limit(max_line)
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
     reader = csv.DictReader(text)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield reader.line_num, f"malformed CSV: {exc}"
-            # csv cannot resynchronise inside a broken quoted field; stop this file.
-            return
-        yield reader.line_num, row
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield reader.line_num, f"malformed CSV: {exc}"
+                # csv cannot resynchronise inside a broken quoted field; stop this file.
+                return
+            yield reader.line_num, row
+    finally:
+        # the byte stream belongs to the caller, who closes it
+        text.detach()

@@ -51,12 +51,14 @@ def load(
     *,
     table: str = TABLE,
     keep_raw: bool = True,
+    native_fast: bool = True,
     stdin: BinaryIO | None = None,
 ) -> LoadResult:
     """Load audit events from files, folders (recursive) or ``-`` (standard input).
 
     ``keep_raw=False`` leaves ``raw`` NULL for events read by the fast native route (about
-    twice as fast; the file and line still point at the original). Raises
+    twice as fast; the file and line still point at the original). ``native_fast=False``
+    reads native JSONL through the Python route too (slower; for comparison). Raises
     :class:`~podmortem.errors.InputError` for an input path that does not exist; problems
     inside files become caveats and the other records are still read.
     """
@@ -73,7 +75,7 @@ def load(
         stager = Stager(con, table, scratch, tally)
         try:
             for f in files:
-                _read_file(f, con, table, stager, tally, keep_raw)
+                _read_file(f, con, table, stager, tally, keep_raw, native_fast)
         finally:
             stager.close()
     duplicates, dup_by_source = _deduplicate(con, table, start)
@@ -110,16 +112,24 @@ def _read_file(  # noqa: PLR0917 - internal, called once
     stager: Stager,
     tally: Tally,
     keep_raw: bool,
+    native_fast: bool,
 ) -> None:
     stager.begin(f.name)
     ctx = Ctx(file=f.name, stager=stager, tally=tally, dispatch=dispatch)
     found: list[str] = []
+    head = b""
     try:
         with open_layers(f.path, found) as stream:
-            head = stream.read(SNIFF_BYTES)
+            while len(head) < SNIFF_BYTES:
+                piece = framing.read_some(stream, SNIFF_BYTES - len(head))
+                if not piece:
+                    break
+                head += piece
     except _READ_ERRORS as exc:
-        tally.caveat("unreadable", f"cannot read: {_reason(exc)}", f.name)
-        return
+        if not head:
+            tally.caveat("unreadable", f"cannot read: {_reason(exc)}", f.name)
+            return
+        # damaged further on: read what precedes the damage (reported when reached)
     sn = sniff(head)
     if sn.framing is Framing.EMPTY:
         tally.skip("empty file", f.name)
@@ -133,7 +143,7 @@ def _read_file(  # noqa: PLR0917 - internal, called once
             compression=found,
         )
         return
-    if sn.framing is Framing.JSONL and sn.native and len(found) <= 1:
+    if native_fast and sn.framing is Framing.JSONL and sn.native and len(found) <= 1:
         residue = _fast_native(f, con, table, keep_raw, found[0] if found else "none")
         if residue is not None:
             if residue:
@@ -214,6 +224,7 @@ def _jsonl(stream: IO[bytes], ctx: Ctx, only: set[int] | None) -> None:
                 ctx,
                 kind="malformed-line",
                 why=f"is not valid JSON ({str(exc)[:80]})",
+                what="line",
                 provider="native",
                 envelope="jsonl",
                 raw=text[:65536],

