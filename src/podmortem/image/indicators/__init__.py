@@ -1,0 +1,383 @@
+"""Indicators as data: the YAML files beside this module hold every rule (what to look for,
+how bad it is, ATT&CK techniques, and positive/negative examples that the tests run). This
+module compiles them and applies them to the stream of layer entries.
+
+Matcher kinds (the ``kind`` key of a rule):
+
+- ``path``: an entry's path (``paths`` globs, ``names`` regex on the base name,
+  ``exclude_paths``), its type (``entry_kinds``, ``file_types``) and mode bits (``mode_any``);
+  every condition given must hold.
+- ``content``: files chosen by ``paths`` or ``file_types``; a bounded prefix of their content
+  must contain one of the literal ``needles`` (a cheap filter) and match one of ``patterns``.
+  ``secret: true`` rules report the ``key`` group and a hash of the ``value`` group, never
+  the value.
+- ``accounts``: ``/etc/passwd`` and ``/etc/shadow`` checks (``extra_uid0``,
+  ``empty_password``).
+- ``config``: the image config's ENV, CMD, ENTRYPOINT and history.
+- ``integrity`` and ``structural``: metadata for findings computed in code (package
+  integrity, hostile archives); their examples are whole images built by the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from podmortem.image.catalog import Hit, Notes, Rule, rules_of_kind
+from podmortem.image.model import Entry
+
+_GLOB_CACHE: dict[str, str] = {}
+
+
+def glob_regex(pattern: str) -> str:
+    """Translate a path glob: ``**`` crosses directories, ``*`` and ``?`` do not."""
+    if pattern in _GLOB_CACHE:
+        return _GLOB_CACHE[pattern]
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                out.append("[" + pattern[i + 1 : j].replace("\\", "\\\\") + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    rx = "".join(out)
+    _GLOB_CACHE[pattern] = rx
+    return rx
+
+
+def compile_globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    parts = [glob_regex(p) for p in patterns]
+    if not parts:
+        return None
+    return re.compile("^(?:" + "|".join(parts) + ")$", re.DOTALL)
+
+
+def value_hash(value: str | bytes) -> str:
+    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def is_text(head: bytes) -> bool:
+    return b"\0" not in head[:1024]
+
+
+def file_types_of(entry: Entry, head: bytes | None) -> set[str]:
+    types = set()
+    if entry.is_elf:
+        types.add("elf")
+    if entry.is_script:
+        types.add("script")
+    if entry.kind == "file" and entry.mode & 0o111:
+        types.add("executable")
+    if head is not None and not entry.is_elf and is_text(head):
+        types.add("text")
+    return types
+
+
+@dataclass
+class PathMatcher:
+    rule: Rule
+    paths: re.Pattern[str] | None
+    exclude: re.Pattern[str] | None
+    names: re.Pattern[str] | None
+    entry_kinds: frozenset[str]
+    file_types: frozenset[str]
+    mode_any: int
+
+    @classmethod
+    def build(cls, rule: Rule) -> PathMatcher:
+        p = rule.params
+        names = p.get("names")
+        return cls(
+            rule,
+            compile_globs(p.get("paths") or ()),
+            compile_globs(p.get("exclude_paths") or ()),
+            re.compile(str(names)) if names else None,
+            frozenset(p.get("entry_kinds") or ("file",)),
+            frozenset(p.get("file_types") or ()),
+            int(str(p.get("mode_any") or 0), 0),
+        )
+
+    def match(self, entry: Entry, types: set[str]) -> bool:
+        # cheapest tests first: this runs for every member of every layer
+        if entry.kind not in self.entry_kinds:
+            return False
+        if self.file_types and not (self.file_types & types):
+            return False
+        if self.mode_any and not entry.mode & self.mode_any:
+            return False
+        if self.paths is not None and not self.paths.match(entry.path):
+            return False
+        if self.exclude is not None and self.exclude.match(entry.path):
+            return False
+        return self.names is None or bool(self.names.match(posixpath.basename(entry.path)))
+
+
+@dataclass
+class ContentMatcher:
+    rule: Rule
+    paths: re.Pattern[str] | None
+    file_types: frozenset[str]
+    exclude: re.Pattern[str] | None
+    needles: tuple[bytes, ...]
+    ignore_case: bool
+    patterns: tuple[re.Pattern[bytes], ...]
+    secret: bool
+
+    @classmethod
+    def build(cls, rule: Rule) -> ContentMatcher:
+        p = rule.params
+        ignore_case = bool(p.get("ignore_case"))
+        needles = tuple(
+            (n.lower() if ignore_case else n).encode("utf-8") for n in p.get("needles") or ()
+        )
+        return cls(
+            rule,
+            compile_globs(p.get("paths") or ()),
+            frozenset(p.get("file_types") or ()),
+            compile_globs(p.get("exclude_paths") or ()),
+            needles,
+            ignore_case,
+            tuple(re.compile(str(x).encode("utf-8")) for x in p.get("patterns") or ()),
+            bool(p.get("secret")),
+        )
+
+    def selects(self, entry: Entry, types: set[str], any_path: bool) -> bool:
+        """``any_path``: whether the union of all content rules' globs matched (a
+        prefilter, so most files cost one regex match rather than one per rule)."""
+        if self.exclude is not None and self.exclude.match(entry.path):
+            return False
+        if self.file_types & types:
+            return True
+        return any_path and self.paths is not None and bool(self.paths.match(entry.path))
+
+    def scan(self, data: bytes, folded: bytes | None) -> list[re.Match[bytes]]:
+        hay = folded if self.ignore_case and folded is not None else data
+        if self.needles and not any(n in hay for n in self.needles):
+            return []
+        for rx in self.patterns:
+            m = rx.search(data)
+            if m:
+                return [m]
+        return []
+
+
+@dataclass
+class AccountsMatcher:
+    rule: Rule
+    files: frozenset[str]
+    check: str
+    allow: frozenset[str]
+
+    @classmethod
+    def build(cls, rule: Rule) -> AccountsMatcher:
+        p = rule.params
+        files = [str(p["file"]), *[str(x) for x in p.get("also") or ()]]
+        return cls(rule, frozenset(files), str(p["check"]), frozenset(p.get("allow") or ()))
+
+    def scan(self, path: str, data: bytes) -> list[tuple[str, str]]:
+        """``(account, line evidence)`` for each offending line."""
+        out = []
+        for lineno, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+            fields = raw.split(":")
+            if len(fields) < 2 or raw.startswith("#"):
+                continue
+            name = fields[0]
+            if self.check == "extra_uid0":
+                if len(fields) >= 3 and fields[2].strip() == "0" and name not in self.allow:
+                    out.append((name, f"{path}:{lineno} account {name!r} has uid 0"))
+            elif self.check == "empty_password" and fields[1] == "":
+                out.append((name, f"{path}:{lineno} account {name!r} has an empty password"))
+        return out
+
+
+@dataclass
+class ConfigMatcher:
+    rule: Rule
+    fields: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+    exclude: tuple[re.Pattern[str], ...]
+    secret: bool
+
+    @classmethod
+    def build(cls, rule: Rule) -> ConfigMatcher:
+        p = rule.params
+        return cls(
+            rule,
+            frozenset(p.get("fields") or ()),
+            tuple(re.compile(str(x)) for x in p.get("patterns") or ()),
+            tuple(re.compile(str(x)) for x in p.get("exclude_patterns") or ()),
+            bool(p.get("secret")),
+        )
+
+    def scan(self, value: str) -> re.Match[str] | None:
+        if any(x.search(value) for x in self.exclude):
+            return None
+        for rx in self.patterns:
+            m = rx.search(value)
+            if m:
+                return m
+        return None
+
+
+def secret_evidence(m: re.Match[Any], where: str) -> tuple[str, tuple[str, ...]]:
+    """Summary and evidence for a secret match: key name, location and a hash, never the
+    value itself."""
+    groups = m.groupdict()
+    key = groups.get("key") or "value"
+    value = groups.get("value") or m.group(0)
+    key_s = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+    return (
+        f"secret {key_s.strip()!r} at {where} (value redacted)",
+        (f"key={key_s.strip()}", f"location={where}", f"value_sha256={value_hash(value)}"),
+    )
+
+
+def snippet(m: re.Match[Any], limit: int = 160) -> str:
+    text = m.group(0)
+    s = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return s[:limit] + ("..." if len(s) > limit else "")
+
+
+def line_of(data: bytes, pos: int) -> int:
+    return data.count(b"\n", 0, pos) + 1
+
+
+class Indicators:
+    """All compiled rules; ``scan_entry`` for layer entries, ``scan_config`` for configs."""
+
+    def __init__(self) -> None:
+        self.path = [PathMatcher.build(r) for r in rules_of_kind("path")]
+        self.content = [ContentMatcher.build(r) for r in rules_of_kind("content")]
+        self.accounts = [AccountsMatcher.build(r) for r in rules_of_kind("accounts")]
+        self.config = [ConfigMatcher.build(r) for r in rules_of_kind("config")]
+        self.account_files = frozenset(f for a in self.accounts for f in a.files)
+        self._content_paths = compile_globs(
+            p for c in self.content for p in c.rule.params.get("paths") or ()
+        )
+        self._content_types = frozenset(t for c in self.content for t in c.file_types)
+
+    def wants_content(self, entry: Entry) -> bool:
+        """Could any content rule read this file? (decided before content is read, from the
+        path and the first bytes)"""
+        if entry.path in self.account_files:
+            return True
+        if self._content_paths is not None and self._content_paths.match(entry.path):
+            return True
+        types = file_types_of(entry, None)
+        if "text" in self._content_types and not entry.is_elf:
+            return True
+        return bool(self._content_types & types)
+
+    def scan_entry(self, entry: Entry, data: bytes, notes: Notes) -> list[Hit]:
+        types = file_types_of(entry, data if entry.kind == "file" else None)
+        hits: list[Hit] = []
+
+        def add(rule: Rule, summary: str, evidence: tuple[str, ...], **extra: Any) -> None:
+            hits.append(
+                notes.hit(
+                    rule.id,
+                    summary,
+                    path=entry.path,
+                    layer=entry.layer,
+                    evidence=evidence,
+                    sha256=entry.sha256,
+                    entry=entry,
+                    extra=extra,
+                )
+            )
+
+        for pm in self.path:
+            if pm.match(entry, types):
+                add(pm.rule, f"{pm.rule.title}: {entry.path}", (f"mode {entry.mode:04o}",))
+        if entry.kind != "file" or not data:
+            return hits
+        folded: bytes | None = None
+        any_path = self._content_paths is not None and bool(self._content_paths.match(entry.path))
+        for cm in self.content:
+            if not cm.selects(entry, types, any_path):
+                continue
+            if cm.ignore_case and folded is None:
+                folded = data.lower()
+            for m in cm.scan(data, folded):
+                where = f"{entry.path}:{line_of(data, m.start())}"
+                if cm.secret:
+                    summary, ev = secret_evidence(m, where)
+                    add(cm.rule, summary, ev)
+                else:
+                    add(cm.rule, f"{cm.rule.title} at {where}", (snippet(m),))  # not secret
+        if entry.path in self.account_files:
+            for am in self.accounts:
+                if entry.path in am.files:
+                    for account, line in am.scan(entry.path, data):
+                        add(am.rule, line, (line,), account=account)
+        return hits
+
+    def scan_config(self, config: dict[str, Any], notes: Notes) -> list[Hit]:
+        """ENV, CMD, ENTRYPOINT and history; findings name the config key, not a path."""
+        raw_cfg = config.get("config")
+        cfg: dict[str, Any] = raw_cfg if isinstance(raw_cfg, dict) else {}
+        values: list[tuple[str, str, str]] = []  # (field, key, value)
+        for i, env in enumerate(cfg.get("Env") or []):
+            values.append(("env", f"config.Env[{i}]", str(env)))
+        for fname, key in (("cmd", "Cmd"), ("entrypoint", "Entrypoint")):
+            v = cfg.get(key)
+            if isinstance(v, list):
+                values.append((fname, f"config.{key}", " ".join(str(x) for x in v)))
+            elif isinstance(v, str):
+                values.append((fname, f"config.{key}", v))
+        history = config.get("history") if isinstance(config.get("history"), list) else []
+        layer_of_history: dict[int, int] = {}
+        n = 0
+        for i, h in enumerate(history or []):
+            if isinstance(h, dict):
+                if not h.get("empty_layer"):
+                    layer_of_history[i] = n
+                    n += 1
+                values.append(
+                    ("history", f"history[{i}].created_by", str(h.get("created_by") or ""))
+                )
+        hits: list[Hit] = []
+        for field_, key, value in values:
+            for cm in self.config:
+                if field_ not in cm.fields:
+                    continue
+                m = cm.scan(value)
+                if not m:
+                    continue
+                layer = None
+                if key.startswith("history["):
+                    hi = int(key[8 : key.index("]")])
+                    layer = layer_of_history.get(hi)
+                if cm.secret:
+                    summary, ev = secret_evidence(m, key)
+                else:
+                    summary = f"{cm.rule.title} in {key}"
+                    ev = (snippet(m),)
+                hits.append(
+                    notes.hit(cm.rule.id, summary, config_key=key, layer=layer, evidence=ev)
+                )
+        return hits
