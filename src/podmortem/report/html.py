@@ -1,0 +1,130 @@
+"""The self-contained HTML report: one file, all CSS and JavaScript inlined (Plotly's own
+bundle for the timeline chart), a Content-Security-Policy that forbids every network fetch,
+so opening it loads nothing from anywhere.
+
+Escaping, in three places, because evidence is written by attackers:
+- HTML text and attributes: Jinja2 autoescaping, after :func:`podmortem.escape.for_plain`
+  (run by ``finalize`` on every value) has made control characters and bidi overrides visible;
+- the chart's data: JSON inside ``<script type="application/json">``, where ``<``, ``>``,
+  ``&`` and the JavaScript line separators are written as ``\\uXXXX`` so no evidence string
+  can close the element or open a comment;
+- chart labels: Plotly reads a small HTML subset in hover text, so labels are HTML-escaped
+  before they go into the JSON (Plotly shows the entity as the literal character).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from podmortem.escape import for_html, for_plain
+from podmortem.report.model import Report
+
+MAX_LABEL = 300
+# The only policy the report needs: inline script and style, data: images (Plotly's
+# "download plot" writes one), nothing fetched. A report that tries to reach the network is
+# blocked by the browser, and the browser test would see the violation.
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data: blob:; font-src data:; connect-src 'none'; form-action 'none'; "
+    "base-uri 'none'"
+)
+
+
+def script_json(data: Any) -> Markup:
+    """JSON that is safe inside a ``<script>`` element (HTML spec "script data" state)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    for ch, rep in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(ch, rep)
+    return Markup(text)  # noqa: S704 - every character that matters in script data is escaped
+
+
+@functools.cache
+def _plotly_js() -> str:
+    # plotly's Python package ships the minified bundle; reading it directly avoids
+    # importing plotly's Python side at all.
+    js = resources.files("plotly").joinpath("package_data", "plotly.min.js").read_text("utf-8")
+    if "</script" in js.lower():  # would end our inline element early
+        raise RuntimeError("plotly.min.js contains '</script'; cannot inline it")
+    return js
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup) or value is None:
+        return "" if value is None else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return for_plain(value)
+    return value
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("podmortem.report", "templates"),
+        autoescape=True,
+        finalize=_finalize,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["t"] = lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if d else ""
+    env.filters["short"] = lambda s, n=16: (str(s)[:n] + "\u2026") if s and len(str(s)) > n else s
+    return env
+
+
+def chart_data(report: Report) -> dict[str, Any]:
+    """Points for the timeline chart: dated entries only, labels pre-escaped for Plotly."""
+    points = []
+    for i, e in enumerate(report.entries):
+        if e.time is None:
+            continue
+        points.append(
+            {
+                "i": i,
+                "t": e.time.isoformat(),
+                "s": e.source,
+                "a": for_plain(e.actor or "(none)"),  # the same text as the filter's value
+                "k": e.kind,
+                "sev": str(e.severity) if e.severity is not None else "",
+                "l": for_html(f"{e.kind}: {e.summary}", MAX_LABEL),
+                "sub": for_html(e.subject, MAX_LABEL),
+            }
+        )
+    return {
+        "points": points,
+        "sources": sorted({p["s"] for p in points}),
+        "actors": sorted({p["a"] for p in points}),
+    }
+
+
+def render(report: Report) -> str:
+    tmpl = _env().get_template("report.html.j2")
+    entry_index = {e.id: i for i, e in enumerate(report.entries)}
+    links_by_entry: dict[str, list[tuple[str, Any]]] = {}
+    for lk in report.links:
+        links_by_entry.setdefault(lk.source, []).append((lk.target, lk))
+        links_by_entry.setdefault(lk.target, []).append((lk.source, lk))
+    return tmpl.render(
+        r=report,
+        csp=CSP,
+        entry_index=entry_index,
+        links_by_entry=links_by_entry,
+        chart=script_json(chart_data(report)),
+        actors=sorted({e.actor or "(none)" for e in report.entries}),
+        sources=sorted({e.source for e in report.entries}),
+        plotly_js=Markup(_plotly_js()),  # noqa: S704 - a vetted library bundle, not evidence
+    )

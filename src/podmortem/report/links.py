@@ -1,0 +1,350 @@
+"""Links across sources, the part no single tool does (issue 7):
+
+- an exec in the audit log -> the processes it spawned (same pod and container, started in
+  the exec's window);
+- a file in the writable layer -> the exec session that likely wrote it (same container,
+  modified in the exec's window);
+- a process or file -> the image layer it came from, or "not from the image" (dropped at
+  runtime);
+- an image -> the pods that ran it (runtime identity, pod specs in the audit log);
+- a finding -> the timeline entries its evidence names.
+
+Audit times come from the API server, process and file times from the node: the windows
+allow :data:`SKEW` of clock difference. A link is an inference and says how strong it is
+(``confidence``) and why (``reason``), so a reader can weigh it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from podmortem.report.evidence import AuditEvent, CaseEvidence, ImageDocument, RuntimeTarget
+from podmortem.report.timeline import Entry
+
+SKEW = timedelta(seconds=5)
+# A command started by exec rarely outlives an interactive session by more than this before
+# writing its files; a later exec into the same container ends the window sooner.
+EXEC_WINDOW = timedelta(minutes=15)
+MAX_IMAGE_PATHS = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    source: str  # entry id
+    target: str  # entry id (or an image/pod label when there is no entry)
+    relation: str
+    confidence: str  # high | medium | low
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "relation": self.relation,
+            "confidence": self.confidence,
+            "reason": self.reason,
+        }
+
+
+# Relations, stable strings that tests and JSON consumers match on.
+SPAWNED = "spawned"
+LIKELY_WROTE = "likely-wrote"
+FROM_LAYER = "from-image-layer"
+NOT_FROM_IMAGE = "not-from-image"
+MODIFIES_IMAGE_FILE = "modifies-image-file"
+RAN_IMAGE = "ran-image"
+EVIDENCE_OF = "evidence-of"
+
+
+def correlate(ev: CaseEvidence, entries: list[Entry]) -> list[Link]:
+    by_id = {e.id: e for e in entries}
+    links: list[Link] = []
+    execs = [a for a in ev.audit if a.is_exec and a.time is not None]
+    for rt in ev.runtime:
+        mine = [a for a in execs if _same_container(a, rt)]
+        links.extend(_exec_links(rt, mine))
+    for rt in ev.runtime:
+        images = [img for img in ev.images if img.refs & _expand(rt.image_refs)]
+        links.extend(_image_origin(rt, images))
+    links.extend(_image_users(ev))
+    links.extend(_finding_links(entries, by_id))
+    return [lk for lk in links if lk.source in by_id or lk.target in by_id]
+
+
+def _same_container(a: AuditEvent, rt: RuntimeTarget) -> bool:
+    if not rt.pod_name or a.name != rt.pod_name:
+        return False
+    if rt.pod_namespace and a.namespace != rt.pod_namespace:
+        return False
+    # exec without container= goes to the pod's first container: accept, at lower confidence.
+    return not a.exec_container or a.exec_container == rt.container_name
+
+
+def _windows(execs: list[AuditEvent]) -> list[tuple[AuditEvent, datetime, datetime]]:
+    execs = sorted(execs, key=lambda a: a.time or datetime.min)
+    out = []
+    for i, a in enumerate(execs):
+        assert a.time is not None  # noqa: S101 - filtered by the caller
+        end = a.time + EXEC_WINDOW
+        if i + 1 < len(execs) and (nxt := execs[i + 1].time) is not None:
+            end = min(end, nxt + SKEW)
+        out.append((a, a.time - SKEW, end))
+    return out
+
+
+def _exec_links(rt: RuntimeTarget, execs: list[AuditEvent]) -> list[Link]:
+    from podmortem.report.evidence import parse_time
+
+    if not execs:
+        return []
+    windows = _windows(execs)
+    ns_pids = {p.get("pid") for p in rt.processes}
+    init_pid = rt.identity.get("pid")
+    links = []
+    for p in rt.processes:
+        t = parse_time(p.get("start_time"))
+        if t is None or p.get("pid") == init_pid:
+            continue
+        hits = [(a, lo, hi) for a, lo, hi in windows if lo <= t <= hi]
+        if not hits:
+            continue
+        a = hits[-1][0]
+        # An exec'd process's parent is the runtime's shim, outside the container: its
+        # parent pid is not one of the container's processes. Its children are.
+        outside_parent = p.get("ppid") not in ns_pids
+        cmd0 = a.exec_command[0] if a.exec_command else ""
+        argv = p.get("cmdline") or []
+        same_cmd = (
+            bool(cmd0)
+            and isinstance(argv, list)
+            and bool(argv)
+            and (str(argv[0]).rsplit("/", 1)[-1] == cmd0.rsplit("/", 1)[-1])
+        )
+        conf = "high" if (outside_parent and same_cmd) else "medium"
+        why = (
+            f"started {(t - (a.time or t)).total_seconds():+.1f}s after the exec into the same "
+            f"container"
+        )
+        if outside_parent:
+            why += "; its parent is outside the container (the runtime's exec shim)"
+        else:
+            why += "; a descendant of a process in the container"
+        if same_cmd:
+            why += f"; runs the exec'd command {cmd0!r}"
+        links.append(
+            Link(f"audit:{a.audit_id}", f"process:{rt.target}:{p.get('pid')}", SPAWNED, conf, why)
+        )
+    for c in rt.fs_changes:
+        t = parse_time(c.get("mtime"))
+        if t is None or c.get("change") == "deleted":
+            continue
+        hits = [(a, lo, hi) for a, lo, hi in windows if lo <= t <= hi]
+        if not hits:
+            continue
+        a = hits[-1][0]
+        delta = (t - (a.time or t)).total_seconds()
+        links.append(
+            Link(
+                f"audit:{a.audit_id}",
+                f"file:{rt.target}:{c.get('path')}",
+                LIKELY_WROTE,
+                "medium" if delta < 120 else "low",
+                f"modified {delta:+.1f}s after the exec into the same container and "
+                "before any later exec (modification times can be forged)",
+            )
+        )
+    return links
+
+
+def _expand(refs: set[str]) -> set[str]:
+    """``repo@sha256:x`` also matches ``sha256:x``; ``sha256:x`` also matches ``x``."""
+    out = set(refs)
+    for r in refs:
+        if "@" in r:
+            out.add(r.split("@", 1)[1])
+        if r.startswith("sha256:"):
+            out.add(r[7:])
+    return out
+
+
+def _image_paths(img: ImageDocument) -> dict[str, tuple[int, str]]:
+    """The merged view of the image: path -> (layer that last wrote it, created_by)."""
+    merged: dict[str, tuple[int, str]] = {}
+    for layer in img.layers:
+        idx = int(layer.get("index") or 0)
+        by = str(layer.get("created_by") or "")
+        for key in ("added", "modified"):
+            for path in (layer.get(key) or [])[:MAX_IMAGE_PATHS]:
+                merged["/" + str(path).lstrip("/")] = (idx, by)
+        for path in layer.get("deleted") or []:
+            merged.pop("/" + str(path).lstrip("/"), None)
+    return merged
+
+
+def _image_origin(rt: RuntimeTarget, images: list[ImageDocument]) -> list[Link]:
+    if not images:
+        return []
+    img = images[0]
+    merged = _image_paths(img)
+    added = {
+        "/" + str(c.get("path")).lstrip("/"): str(c.get("path"))
+        for c in rt.fs_changes
+        if c.get("change") == "added"
+    }
+    links: list[Link] = []
+    for p in rt.processes:
+        exe = str(p.get("exe") or "")
+        pid_id = f"process:{rt.target}:{p.get('pid')}"
+        if p.get("exe_deleted") or p.get("exe_memfd"):
+            links.append(
+                Link(
+                    pid_id,
+                    f"image:{img.artifact}",
+                    NOT_FROM_IMAGE,
+                    "high",
+                    "its executable is deleted or memory-only (memfd): it cannot come "
+                    "from the image",
+                )
+            )
+        elif exe in added:
+            links.append(
+                Link(
+                    pid_id,
+                    f"file:{rt.target}:{added[exe]}",
+                    NOT_FROM_IMAGE,
+                    "high",
+                    f"its executable {exe} was added to the writable layer at "
+                    "runtime (dropped after the container started)",
+                )
+            )
+        elif exe in merged:
+            idx, by = merged[exe]
+            links.append(
+                Link(
+                    pid_id,
+                    f"layer:{img.artifact}:{idx}",
+                    FROM_LAYER,
+                    "high",
+                    f"its executable {exe} is in image layer {idx} ({by[:120]})",
+                )
+            )
+        elif exe:
+            links.append(
+                Link(
+                    pid_id,
+                    f"image:{img.artifact}",
+                    NOT_FROM_IMAGE,
+                    "medium",
+                    f"its executable {exe} is in no layer of the image",
+                )
+            )
+    for c in rt.fs_changes:
+        path = "/" + str(c.get("path") or "").lstrip("/")
+        fid = f"file:{rt.target}:{c.get('path')}"
+        if path in merged:
+            idx, by = merged[path]
+            links.append(
+                Link(
+                    fid,
+                    f"layer:{img.artifact}:{idx}",
+                    MODIFIES_IMAGE_FILE,
+                    "high",
+                    f"{c.get('change')} a file that image layer {idx} provides ({by[:120]})",
+                )
+            )
+        elif c.get("change") == "added":
+            links.append(
+                Link(
+                    fid,
+                    f"image:{img.artifact}",
+                    NOT_FROM_IMAGE,
+                    "high",
+                    "in no layer of the image: written at runtime",
+                )
+            )
+    return links
+
+
+def _pod_images(a: AuditEvent) -> list[str]:
+    """Container images named in a pod (or pod template) spec the request carried."""
+    obj: Any = a.request_object
+    if isinstance(obj, str):
+        try:
+            obj = json.loads(obj)
+        except ValueError:
+            return []
+    if not isinstance(obj, dict):
+        return []
+    spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+    tmpl = spec.get("template")
+    if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
+        spec = tmpl["spec"]
+    out = []
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        for c in spec.get(key) or []:
+            if isinstance(c, dict) and isinstance(c.get("image"), str):
+                out.append(c["image"])
+    return out
+
+
+def _image_users(ev: CaseEvidence) -> list[Link]:
+    links = []
+    for img in ev.images:
+        refs = _expand(img.refs)
+        iid = f"image:{img.artifact}"
+        for rt in ev.runtime:
+            if refs & _expand(rt.image_refs):
+                target = f"container:{rt.target}:started"
+                links.append(
+                    Link(
+                        iid,
+                        target,
+                        RAN_IMAGE,
+                        "high",
+                        f"the runtime reports {rt.target} "
+                        f"(pod {rt.pod_namespace}/{rt.pod_name}) runs this image",
+                    )
+                )
+        for a in ev.audit:
+            if a.resource not in (
+                "pods",
+                "deployments",
+                "replicasets",
+                "daemonsets",
+                "statefulsets",
+                "jobs",
+                "cronjobs",
+            ) or a.verb not in ("create", "update", "patch"):
+                continue
+            for ref in _pod_images(a):
+                if refs & _expand({ref}):
+                    pinned = "@" in ref
+                    links.append(
+                        Link(
+                            iid,
+                            f"audit:{a.audit_id}",
+                            RAN_IMAGE,
+                            "high" if pinned else "low",
+                            f"{a.namespace}/{a.name} was created with image {ref}"
+                            + ("" if pinned else " (a tag, which can move)"),
+                        )
+                    )
+    return links
+
+
+def _finding_links(entries: list[Entry], by_id: dict[str, Entry]) -> list[Link]:
+    audit_ids = {e.details.get("audit_id"): e.id for e in entries if e.source == "audit"}
+    links = []
+    for e in entries:
+        if e.source != "finding":
+            continue
+        for ref in e.details.get("evidence") or []:
+            target = audit_ids.get(ref) or (ref if ref in by_id else None)
+            if target:
+                links.append(
+                    Link(e.id, target, EVIDENCE_OF, "high", "named in the finding's evidence")
+                )
+    return links
