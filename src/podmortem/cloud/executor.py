@@ -1,0 +1,236 @@
+"""Running a procedure: each step inspects the live state, acts only with ``execute``, and
+leaves one custody record holding the step's outcome and every API call it made (read or
+write, with parameters, response and time). A refused or failed step is recorded with its
+reason and the procedure goes on: one missing permission must not cost the other steps.
+
+``release`` reads the custody log, not the cloud: it undoes exactly the changes this case
+recorded (newest first), using the prior state each step saved, and records each undo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Protocol
+
+from podmortem.case import Case
+from podmortem.case import paths as case_paths
+from podmortem.case.custody import read_lines
+from podmortem.cloud.calls import CallLog, ProviderRefused
+from podmortem.cloud.model import Outcome, Phase, Status, StepReport, Target
+from podmortem.cloud.playbook import StepSpec, procedure
+
+STEP_ACTION = "cloud_step"
+RELEASE_ACTION = "cloud_release"
+RESOLVE_ACTION = "cloud_target_resolved"
+
+
+@dataclass(slots=True)
+class StepContext:
+    """What a step function gets: the case id for tags, the target, and the call log."""
+
+    case_id: str
+    target: Target
+    calls: CallLog
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def execute(self) -> bool:
+        return self.calls.execute
+
+
+StepFn = Callable[[StepContext], Outcome]
+UndoFn = Callable[[StepContext, Mapping[str, Any]], Outcome]
+
+
+class StepSet(Protocol):
+    """A provider module (or the Kubernetes containment) as the executor sees it."""
+
+    steps: Mapping[str, StepFn]
+    undos: Mapping[str, UndoFn]
+
+    def resolve(self, target: Target, calls: CallLog) -> None: ...
+
+
+class Procedure:
+    """One provider's procedure against one target, recorded in ``case`` (if any)."""
+
+    def __init__(
+        self,
+        cloud: StepSet,
+        kube: StepSet | None,
+        *,
+        case: Case | None,
+        case_id: str | None = None,
+    ) -> None:
+        self.cloud = cloud
+        self.kube = kube
+        self.case = case
+        self.case_id = case.case_id if case is not None else (case_id or "plan")
+
+    # ------------------------------------------------------------------ resolve
+
+    def resolve(self, target: Target) -> Target:
+        """Fill in what the selectors imply (pod -> node -> instance, instance -> zone)."""
+        calls = CallLog(execute=False)
+        error: str | None = None
+        try:
+            if self.kube is not None:
+                self.kube.resolve(target, calls)
+            self.cloud.resolve(target, calls)
+        except ProviderRefused as exc:
+            error = f"not permitted: {exc}"
+        if self.case is not None:
+            self.case.log_action(
+                RESOLVE_ACTION,
+                {
+                    "target": target.to_dict(),
+                    "calls": [c.to_dict() for c in calls.calls],
+                    "error": error,
+                },
+            )
+        return target
+
+    # ---------------------------------------------------------------------- run
+
+    def specs(self, target: Target, phases: Iterable[Phase]) -> list[StepSpec]:
+        wanted = set(phases)
+        return [s for s in procedure(target.provider) if s.phase in wanted]
+
+    def run(
+        self,
+        target: Target,
+        phases: Iterable[Phase],
+        *,
+        execute: bool,
+        on_step: Callable[[StepReport], None] | None = None,
+    ) -> list[StepReport]:
+        reports: list[StepReport] = []
+        for spec in self.specs(target, phases):
+            report = self._run_one(spec, target, execute)
+            reports.append(report)
+            if on_step is not None:
+                on_step(report)
+        return reports
+
+    def _owner(self, spec: StepSpec) -> StepSet | None:
+        return self.kube if spec.id.startswith("k8s.") else self.cloud
+
+    def _run_one(self, spec: StepSpec, target: Target, execute: bool) -> StepReport:
+        calls = CallLog(execute=execute)
+        ctx = StepContext(case_id=self.case_id, target=target, calls=calls)
+        owner = self._owner(spec)
+        missing = [n for n in spec.needs if getattr(target, n) is None]
+        if owner is None:
+            outcome = Outcome(Status.NOT_APPLICABLE, "no Kubernetes API access configured")
+        elif missing:
+            outcome = Outcome(Status.NOT_APPLICABLE, f"no {', '.join(missing)} selected/resolved")
+        elif spec.id not in owner.steps:
+            outcome = Outcome(Status.FAILED, f"no implementation for step {spec.id}")
+        else:
+            outcome = _guarded(lambda: owner.steps[spec.id](ctx))
+        report = StepReport(spec.id, spec.phase, spec.title, outcome, calls.calls)
+        if self.case is not None:
+            details = report.to_dict()
+            details.update(
+                {"execute": execute, "target": target.to_dict(), "reversible": spec.reversible}
+            )
+            report.custody_hash = self.case.log_action(STEP_ACTION, details)
+        return report
+
+    # ------------------------------------------------------------------ release
+
+    def pending_releases(self, target: Target, phases: Iterable[Phase]) -> list[dict[str, Any]]:
+        """Changed, reversible steps recorded for this target and not released yet,
+        newest first. Each item is the custody record's details plus its ``hash``."""
+        if self.case is None:
+            return []
+        wanted = set(phases)
+        data = (self.case.root / case_paths.CUSTODY).read_bytes()
+        changed: list[dict[str, Any]] = []
+        released: set[str] = set()
+        for line in read_lines(data):
+            rec = line.record
+            if rec is None:
+                continue
+            d = rec.details
+            if rec.action == RELEASE_ACTION and isinstance(d.get("releases"), str):
+                if d.get("status") in (Status.CHANGED, Status.UNCHANGED):
+                    released.add(d["releases"])
+            elif (
+                rec.action == STEP_ACTION
+                and d.get("execute") is True
+                and d.get("status") == Status.CHANGED
+                and d.get("reversible") is True
+                and isinstance(d.get("undo"), dict)
+                and d.get("phase") in wanted
+                and _same_target(d.get("target"), target)
+            ):
+                changed.append({**d, "hash": line.hash})
+        return [c for c in reversed(changed) if c["hash"] not in released]
+
+    def release(
+        self,
+        target: Target,
+        phases: Iterable[Phase] = ("contain",),
+        *,
+        execute: bool,
+        on_step: Callable[[StepReport], None] | None = None,
+    ) -> list[StepReport]:
+        reports: list[StepReport] = []
+        titles = {s.id: s.title for s in procedure(target.provider)}
+        for item in self.pending_releases(target, phases):
+            step_id = str(item["step"])
+            calls = CallLog(execute=execute)
+            ctx = StepContext(case_id=self.case_id, target=target, calls=calls)
+            owner = self.kube if step_id.startswith("k8s.") else self.cloud
+            if owner is None or step_id not in owner.undos:
+                outcome = Outcome(Status.FAILED, f"cannot undo {step_id} here")
+            else:
+                outcome = _guarded(partial(owner.undos[step_id], ctx, item["undo"]))
+            report = StepReport(
+                step_id,
+                str(item["phase"]),
+                "undo: " + titles.get(step_id, step_id),
+                outcome,
+                calls.calls,
+            )
+            if self.case is not None and execute:
+                details = report.to_dict()
+                details.update({"releases": item["hash"], "target": target.to_dict()})
+                report.custody_hash = self.case.log_action(RELEASE_ACTION, details)
+            reports.append(report)
+            if on_step is not None:
+                on_step(report)
+        return reports
+
+
+def _guarded(fn: Callable[[], Outcome]) -> Outcome:
+    """Run a step; a refusal or an error becomes its recorded outcome, never a crash of
+    the whole procedure."""
+    try:
+        return fn()
+    except ProviderRefused as exc:
+        return Outcome(Status.NOT_PERMITTED, f"refused by the provider: {exc}"[:1000])
+    except Exception as exc:  # any SDK or transport failure: recorded, the rest continue
+        return Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}"[:1000])
+
+
+def _same_target(recorded: Any, target: Target) -> bool:
+    if not isinstance(recorded, dict):
+        return False
+    if recorded.get("provider") != target.provider or recorded.get("cluster") != target.cluster:
+        return False
+    return any(
+        getattr(target, k) is not None and recorded.get(k) == getattr(target, k)
+        for k in ("instance", "node", "pod")
+    )
+
+
+def summarize(reports: Iterable[StepReport]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[str(r.outcome.status)] = counts.get(str(r.outcome.status), 0) + 1
+    return counts

@@ -1,0 +1,167 @@
+"""A Kubernetes API server stand-in that stores pods, nodes, ReplicaSets and
+NetworkPolicies as JSON and applies merge patches, for the official Python client."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .fakeserver import RecordingServer, Request, merge_patch
+
+
+class FakeKube(RecordingServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.objects: dict[str, dict[str, Any]] = {}
+        core = "/api/v1"
+        apps = "/apis/apps/v1"
+        net = "/apis/networking.k8s.io/v1"
+
+        def get(req: Request, m: Any) -> tuple[int, Any]:
+            obj = self.objects.get(req.path)
+            if obj is None:
+                return 404, status(404, "NotFound", req.path)
+            return 200, obj
+
+        def patch(req: Request, m: Any) -> tuple[int, Any]:
+            obj = self.objects.get(req.path)
+            if obj is None:
+                return 404, status(404, "NotFound", req.path)
+            self.objects[req.path] = merge_patch(obj, req.body)
+            return 200, self.objects[req.path]
+
+        def delete(req: Request, m: Any) -> tuple[int, Any]:
+            obj = self.objects.pop(req.path, None)
+            if obj is None:
+                return 404, status(404, "NotFound", req.path)
+            return 200, status(200, "Success", "deleted")
+
+        for prefix in (
+            f"{core}/namespaces/[^/]+/pods/[^/]+",
+            f"{core}/nodes/[^/]+",
+            f"{apps}/namespaces/[^/]+/replicasets/[^/]+",
+            f"{apps}/namespaces/[^/]+/daemonsets/[^/]+",
+            f"{net}/namespaces/[^/]+/networkpolicies/[^/]+",
+        ):
+            self.route("GET", prefix)(get)
+            self.route("PATCH", prefix)(patch)
+            self.route("DELETE", prefix)(delete)
+
+        @self.route("GET", f"{net}/namespaces/(?P<ns>[^/]+)/networkpolicies")
+        def list_np(req: Request, m: Any) -> tuple[int, Any]:
+            base = f"{net}/namespaces/{m['ns']}/networkpolicies/"
+            items = [v for k, v in sorted(self.objects.items()) if k.startswith(base)]
+            return 200, {
+                "kind": "NetworkPolicyList",
+                "apiVersion": "networking.k8s.io/v1",
+                "metadata": {},
+                "items": items,
+            }
+
+        @self.route("POST", f"{net}/namespaces/(?P<ns>[^/]+)/networkpolicies")
+        def create_np(req: Request, m: Any) -> tuple[int, Any]:
+            path = f"{net}/namespaces/{m['ns']}/networkpolicies/{req.body['metadata']['name']}"
+            if path in self.objects:
+                return 409, status(409, "AlreadyExists", path)
+            obj = copy.deepcopy(req.body)
+            obj["metadata"]["namespace"] = m["ns"]
+            self.objects[path] = obj
+            return 201, obj
+
+    def add_pod(
+        self,
+        ns: str,
+        name: str,
+        node: str,
+        labels: dict[str, str],
+        owner: tuple[str, str] | None = None,
+    ) -> None:
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": ns,
+            "uid": f"uid-{name}",
+            "labels": dict(labels),
+        }
+        if owner:
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": owner[0],
+                    "name": owner[1],
+                    "uid": "uid-owner",
+                    "controller": True,
+                }
+            ]
+        self.objects[f"/api/v1/namespaces/{ns}/pods/{name}"] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": meta,
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+        }
+
+    def add_node(self, name: str, provider_id: str) -> None:
+        self.objects[f"/api/v1/nodes/{name}"] = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {}},
+            "spec": {"providerID": provider_id},
+        }
+
+    def add_replicaset(self, ns: str, name: str, match: dict[str, str]) -> None:
+        self.objects[f"/apis/apps/v1/namespaces/{ns}/replicasets/{name}"] = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "selector": {"matchLabels": dict(match)},
+                "template": {
+                    "metadata": {"labels": dict(match)},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]},
+                },
+            },
+        }
+
+    def add_policy(
+        self, ns: str, name: str, selector: dict[str, Any], ingress: list[Any] | None = None
+    ) -> None:
+        spec: dict[str, Any] = {"podSelector": selector, "policyTypes": ["Ingress"]}
+        if ingress is not None:
+            spec["ingress"] = ingress
+        self.objects[f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}"] = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }
+
+    def pod(self, ns: str, name: str) -> dict[str, Any]:
+        return self.objects[f"/api/v1/namespaces/{ns}/pods/{name}"]
+
+    def node(self, name: str) -> dict[str, Any]:
+        return self.objects[f"/api/v1/nodes/{name}"]
+
+    def policy(self, ns: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(
+            f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}"
+        )
+
+
+def status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure" if code >= 400 else "Success",
+        "reason": reason,
+        "message": message,
+        "code": code,
+    }
+
+
+def kube_clients(url: str) -> tuple[Any, Any, Any]:
+    """The official client's APIs pointed at the fake (plain HTTP on loopback, tests only)."""
+    from kubernetes import client
+
+    cfg = client.Configuration()
+    cfg.host = url
+    api = client.ApiClient(cfg)
+    return client.CoreV1Api(api), client.AppsV1Api(api), client.NetworkingV1Api(api)
