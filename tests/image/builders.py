@@ -373,14 +373,20 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+ARCH = "Architecture: amd64\n"
+
+
 def base_spec() -> Spec:
     """A merged-/usr Debian-like base: /bin -> usr/bin, dpkg status, md5sums that name
     ``bin/ls`` (as Debian's do), an update-alternatives link, a packaged setuid binary."""
-    status = (
-        b"Package: coreutils\nStatus: install ok installed\nVersion: 9.1-1\nArchitecture: amd64\n\n"
-        b"Package: passwd\nStatus: install ok installed\nVersion: 1:4.13+dfsg1-1\nArchitecture: amd64\n\n"
-        b"Package: dash\nStatus: install ok installed\nVersion: 0.5.12-2\nArchitecture: amd64\n\n"
-        b"Package: mawk\nStatus: install ok installed\nVersion: 1.3.4.20200120-3.1\nArchitecture: amd64\n"
+    status = b"\n".join(
+        (f"Package: {name}\nStatus: install ok installed\nVersion: {ver}\n" + ARCH).encode()
+        for name, ver in (
+            ("coreutils", "9.1-1"),
+            ("passwd", "1:4.13+dfsg1-1"),
+            ("dash", "0.5.12-2"),
+            ("mawk", "1.3.4.20200120-3.1"),
+        )
     )
     layer0 = [
         F("/bin", kind="symlink", link="usr/bin"),
@@ -433,8 +439,11 @@ def base_spec() -> Spec:
 
 MINER = elf("XMRig/6.21.0", "--donate-level", "stratum+tcp://", "UPX!")
 HIDDEN_MINER = elf("xmrig", "cryptonight", "randomx")
-SECRET_KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
-ENV_SECRET_VALUE = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+KEY_BODY = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAA"
+SECRET_KEY = (
+    f"-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_BODY}\n-----END OPENSSH PRIVATE KEY-----\n"
+).encode()
+ENV_SECRET_VALUE = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # noqa: S105 - a planted test secret
 SECRET_VALUES = (
     ENV_SECRET_VALUE,
     "s3cr3t-Pa55word",

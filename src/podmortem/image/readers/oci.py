@@ -72,7 +72,8 @@ def _ref_names(desc: dict[str, Any]) -> list[str]:
     ann = desc.get("annotations")
     if not isinstance(ann, dict):
         return []
-    return [str(ann[k]) for k in REF_ANNOTATIONS if ann.get(k)]
+    names = [str(ann[k]) for k in REF_ANNOTATIONS if ann.get(k)]
+    return list(dict.fromkeys(names))  # both annotations usually carry the same name
 
 
 def verified_json(store: BlobStore, digest: str, limits: Limits, notes: Notes) -> dict[str, Any]:
