@@ -16,14 +16,13 @@ from podmortem.audit.sources.shape import EVENT_FIELDS, META_FIELDS, columns_lit
 # hostile %XX sequence can decode to invalid UTF-8; then the encoded text is kept.
 _EXEC = r"""
     CASE WHEN m.exec_command IS NOT NULL THEN m.exec_command
-         WHEN e.objectRef.subresource = 'exec' OR regexp_matches(e.requestURI, '/exec(\?|$)')
+         WHEN e.objectRef.subresource = 'exec'
          THEN list_transform(
                 regexp_extract_all(e.requestURI, '[?&]command=([^&#]*)', 1),
                 lambda x: coalesce(try(url_decode(replace(x, '+', ' '))), x))
     END"""
 _CONTAINER = r"""
     CASE WHEN e.objectRef.subresource IN ('exec', 'attach')
-              OR regexp_matches(e.requestURI, '/(exec|attach)(\?|$)')
          THEN nullif(coalesce(try(url_decode(replace(
                 regexp_extract(e.requestURI, '[?&]container=([^&#]*)', 1), '+', ' '))),
                 regexp_extract(e.requestURI, '[?&]container=([^&#]*)', 1)), '')
@@ -91,10 +90,12 @@ def insert_sql(table: str, source: str) -> str:
 def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") -> str:
     """Relation over a native JSONL file (parameters: path, file name).
 
-    With ``keep_raw`` each line is read as JSON text and parsed strictly into the typed
-    struct (``json_transform_strict`` fails instead of silently nulling a mistyped field,
-    which sends the file to the Python route); without it DuckDB's typed reader is used,
-    about twice as fast, and ``raw`` is NULL: the file and line still locate the original.
+    With ``keep_raw`` each line is read as JSON text (kept in ``raw``) and transformed into
+    the typed struct; a value of the wrong type reads as NULL in its column and is still in
+    ``raw`` (``json_transform_strict`` cannot be used: it also rejects absent keys). Without
+    it DuckDB's typed reader is used, about twice as fast, which refuses a mistyped file
+    outright (the Python route then reads it and reports the field); ``raw`` is NULL and
+    the file and line locate the original.
     """
     meta = (
         f"CAST({{'provider': 'native', 'envelope': '{envelope}', 'cluster': NULL, "
@@ -103,7 +104,7 @@ def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") 
     if keep_raw:
         struct = _json_structure()
         return (
-            f"SELECT json_transform_strict(json, '{struct}') AS e, {meta} AS m, json AS r,"  # noqa: S608 - plain identifiers, values bound
+            f"SELECT json_transform(json, '{struct}') AS e, {meta} AS m, json AS r,"  # noqa: S608 - plain identifiers, values bound
             f" ?::VARCHAR AS f, row_number() OVER () AS n"
             f" FROM read_ndjson_objects(?::VARCHAR, compression='{compression}')"
         )

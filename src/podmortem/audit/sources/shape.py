@@ -81,9 +81,7 @@ def columns_literal(fields: Mapping[str, Any]) -> str:
 
 
 def _fits(value: Any, spec: Any) -> bool:
-    if value is None:
-        return True
-    if spec == "JSON":
+    if value is None or spec == "JSON":
         return True
     if spec == "VARCHAR":
         return isinstance(value, str)
@@ -103,29 +101,46 @@ def _fits(value: Any, spec: Any) -> bool:
 
 def conform(
     obj: Mapping[str, Any], fields: Mapping[str, Any] = EVENT_FIELDS
-) -> tuple[dict[str, Any], list[str]]:
-    """Return a copy of ``obj`` whose typed fields all fit ``fields``, and the dotted names of
-    the fields that had to be dropped (they remain in the raw record)."""
-    out: dict[str, Any] = {}
-    dropped: list[str] = []
+) -> tuple[Mapping[str, Any], list[str]]:
+    """Return ``obj`` (or, when some typed field does not fit ``fields``, a copy without
+    those fields) and the dotted names of the fields dropped (they remain in the raw record).
+
+    The common case, an Event whose fields all have the documented types, allocates nothing:
+    keys outside ``fields`` are left in place and ignored by DuckDB's typed reader."""
+    bad = _misfits(obj, fields)
+    if not bad:
+        return obj, []
+    return _without(obj, fields, bad, ""), bad
+
+
+def _misfits(obj: Mapping[str, Any], fields: Mapping[str, Any], prefix: str = "") -> list[str]:
+    bad: list[str] = []
     for key, spec in fields.items():
-        if key not in obj:
+        value = obj.get(key)
+        if value is None:
+            continue
+        if isinstance(spec, dict):
+            if isinstance(value, dict):
+                bad.extend(_misfits(value, spec, f"{prefix}{key}."))
+            else:
+                bad.append(prefix + key)
+        elif not _fits(value, spec):
+            bad.append(prefix + key)
+    return bad
+
+
+def _without(
+    obj: Mapping[str, Any], fields: Mapping[str, Any], bad: list[str], prefix: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, spec in fields.items():
+        if key not in obj or prefix + key in bad:
             continue
         value = obj[key]
-        if isinstance(spec, dict):
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                dropped.append(key)
-                continue
-            sub, sub_dropped = conform(value, spec)
-            out[key] = sub
-            dropped.extend(f"{key}.{d}" for d in sub_dropped)
-        elif _fits(value, spec):
-            out[key] = value
-        else:
-            dropped.append(key)
-    return out, dropped
+        if isinstance(spec, dict) and isinstance(value, dict):
+            value = _without(value, spec, bad, f"{prefix}{key}.")
+        out[key] = value
+    return out
 
 
 def is_event(obj: Mapping[str, Any]) -> bool:
@@ -208,4 +223,4 @@ def salvage(text: str) -> dict[str, Any]:
     if not any(k in out for k in ("auditID", "verb", "requestURI")):
         return {}
     conformed, _ = conform(out)
-    return conformed
+    return dict(conformed)
