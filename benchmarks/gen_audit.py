@@ -385,8 +385,10 @@ def _events(n: int, seed: int) -> Iterator[dict[str, Any]]:
 
 
 def write_native(path: Path, n: int, seed: int = 1, *, compress: bool = False) -> int:
-    out_cm: Any = gzip.open(path, "wb", compresslevel=1) if compress else path.open("wb")
-    with out_cm as out:
+    with path.open("wb") as raw_out:
+        out: Any = (
+            gzip.GzipFile(fileobj=raw_out, mode="wb", compresslevel=1) if compress else raw_out
+        )
         buf = bytearray()
         for ev in _events(n, seed):
             buf += orjson.dumps(ev)
@@ -395,6 +397,8 @@ def write_native(path: Path, n: int, seed: int = 1, *, compress: bool = False) -
                 out.write(bytes(buf))
                 buf.clear()
         out.write(bytes(buf))
+        if compress:
+            out.close()
     return n
 
 
