@@ -136,6 +136,13 @@ class PathMatcher:
         return self.names is None or bool(self.names.match(posixpath.basename(entry.path)))
 
 
+def _in_comment(data: bytes, pos: int) -> bool:
+    """Is ``pos`` on a line that is a comment (``#``, ``;`` or ``//``)?"""
+    start = data.rfind(b"\n", 0, pos) + 1
+    line = data[start : pos + 1].lstrip()
+    return line.startswith((b"#", b";", b"//"))
+
+
 @dataclass
 class ContentMatcher:
     rule: Rule
@@ -146,6 +153,7 @@ class ContentMatcher:
     ignore_case: bool
     patterns: tuple[re.Pattern[bytes], ...]
     secret: bool
+    skip_comments: bool = False
 
     @classmethod
     def build(cls, rule: Rule) -> ContentMatcher:
@@ -163,6 +171,7 @@ class ContentMatcher:
             ignore_case,
             tuple(re.compile(str(x).encode("utf-8")) for x in p.get("patterns") or ()),
             bool(p.get("secret")),
+            bool(p.get("skip_comment_lines")),
         )
 
     def selects(self, entry: Entry, types: set[str], any_path: bool) -> bool:
@@ -179,8 +188,9 @@ class ContentMatcher:
         if self.needles and not any(n in hay for n in self.needles):
             return []
         for rx in self.patterns:
-            m = rx.search(data)
-            if m:
+            for m in rx.finditer(data):
+                if self.skip_comments and _in_comment(data, m.start()):
+                    continue
                 return [m]
         return []
 

@@ -43,6 +43,9 @@ def _pkg_of_info(name: str) -> str:
 def parse(files: Mapping[str, bytes], distro: str) -> list[Package]:
     """``files`` maps absolute paths to content for everything under /var/lib/dpkg."""
     found: dict[str, Package] = {}
+    # distroless names status.d files freely ("base" for base-files): remember which
+    # package each file described, so its .md5sums finds the package
+    by_stem: dict[str, str] = {}
     sources = [p for p in files if p == f"{DPKG}/status"]
     sources += sorted(
         p for p in files if p.startswith(f"{DPKG}/status.d/") and not p.endswith(".md5sums")
@@ -53,6 +56,8 @@ def parse(files: Mapping[str, bytes], distro: str) -> list[Package]:
             status = para.get("Status", "install ok installed")
             if not name or not status.endswith(" installed"):
                 continue
+            if src != f"{DPKG}/status":
+                by_stem[posixpath.basename(src)] = name
             found[name] = Package(
                 name=name,
                 version=para.get("Version", ""),
@@ -74,7 +79,8 @@ def parse(files: Mapping[str, bytes], distro: str) -> list[Package]:
             continue
         if not (path.startswith(f"{DPKG}/info/") or path.startswith(f"{DPKG}/status.d/")):
             continue
-        pkg = found.get(_pkg_of_info(path))
+        stem = _pkg_of_info(path)
+        pkg = found.get(stem) or found.get(by_stem.get(stem, ""))
         if not pkg:
             continue
         for line in data.decode("utf-8", "replace").splitlines():
