@@ -230,6 +230,13 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
     try:
         for n, m in enumerate(walker):
             walker.verify_all = limits.verify_all_digests
+            if n >= budget and budget == 0:
+                counter.notes.caveat(
+                    "member-budget",
+                    f"layer {idx} was hashed but not analysed: earlier layers used up the"
+                    " image's member budget",
+                )
+                return False
             if n >= budget:
                 counter.notes.hit(
                     "image.archive.too_many_members",

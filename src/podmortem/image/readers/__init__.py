@@ -36,6 +36,14 @@ def open_image(
     elif path.is_file():
         store = TarStore(path, limits)
         kind = "oci-archive"
+        for name in store.unsafe[:20]:
+            notes.hit(
+                "image.archive.path_traversal",
+                f"the image archive has a member named {name[:200]!r}; it is never used as a"
+                " path on disk",
+                evidence=(repr(name[:200]),),
+                extra={"archive_member": name[:200]},
+            )
         for name in store.duplicates[:20]:
             notes.hit(
                 "image.archive.duplicate_member",

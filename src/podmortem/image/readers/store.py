@@ -145,9 +145,7 @@ class TarStore:
                         " image archive (or a hostile one)"
                     )
                 name = normalise(ti.name)
-                if name != ti.name.lstrip("./") and (
-                    ".." in ti.name.split("/") or ti.name.startswith("/")
-                ):
+                if ".." in ti.name.split("/") or ti.name.startswith("/"):
                     self.unsafe.append(ti.name)
                 if ti.isdir() or not name:
                     continue
@@ -167,6 +165,9 @@ class TarStore:
         except tarfile.TarError as exc:
             self._fh.close()
             raise InputError(f"{path} is not a readable tar archive: {exc}") from exc
+        except BaseException:
+            self._fh.close()
+            raise
 
     def _resolve(self, name: str) -> tuple[int, int]:
         cur = normalise(name)
