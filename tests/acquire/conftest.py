@@ -54,3 +54,33 @@ def make_ns_target(tmp_path: Path) -> Iterator[Callable[[str], NsTarget]]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
+
+
+# --- the harness fixtures of tests/integration/conftest.py, for test_live_engines.py ----------
+# tests/ is not a package, so that conftest is loaded by path under a private name; its
+# helper module `engines` is importable once its folder is on sys.path.
+def _load_integration_fixtures() -> object:
+    import importlib.util
+
+    folder = Path(__file__).resolve().parents[1] / "integration"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(
+        "podmortem_integration_fixtures", folder / "conftest.py"
+    )
+    if spec is None or spec.loader is None:  # pragma: no cover
+        raise ImportError("tests/integration/conftest.py not loadable")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_fx = _load_integration_fixtures()
+engine_endpoints = _fx.engine_endpoints  # type: ignore[attr-defined]
+docker_client = _fx.docker_client  # type: ignore[attr-defined]
+podman_client = _fx.podman_client  # type: ignore[attr-defined]
+cri_client = _fx.cri_client  # type: ignore[attr-defined]
+make_docker_container = _fx.make_docker_container  # type: ignore[attr-defined]
+make_podman_container = _fx.make_podman_container  # type: ignore[attr-defined]
+make_cri_pod = _fx.make_cri_pod  # type: ignore[attr-defined]

@@ -313,7 +313,9 @@ class TargetCollector:
             try:
                 if p.exe_deleted or p.exe_memfd:
                     # Copied out: once this process exits the binary is gone for good.
-                    name = safe_component((p.exe or "exe").rsplit("/", 1)[-1])
+                    name = safe_component(
+                        (p.exe or "exe").removesuffix(" (deleted)").rsplit("/", 1)[-1]
+                    )
                     path = f"{self.prefix}/t1/exe/{p.pid}-{name}"
                     with self.case.artifact(
                         path, source="node", command=f"read /proc/{p.pid}/exe", sensitive=False
@@ -792,7 +794,11 @@ class TargetCollector:
         rows = [(e.path, e.change) for e in entries]
         report: dict[str, Any] = {"runtime": self.rt.name, "changes": [list(r) for r in rows]}
         if self.r.fs_changes or self.r.node_view:
-            check = writable_layer.cross_check(self.r.fs_changes, rows)
+            scaffold = indicators.runtime_scaffolding(self.rt.name)
+            check = writable_layer.cross_check(self.r.fs_changes, rows, scaffold)
+            report["runtime_scaffolding"] = sorted(
+                c.path for c in self.r.fs_changes if c.path in scaffold
+            )
             report["cross_check"] = check
             if any(check.values()):
                 self._caveat(

@@ -117,6 +117,10 @@ def persistence_technique(path: str) -> str | None:
     return None
 
 
+def runtime_scaffolding(runtime: str) -> frozenset[str]:
+    return frozenset(str(p) for p in load().raw.get("runtime_scaffolding", {}).get(runtime) or ())
+
+
 def uid0_accounts(passwd: bytes) -> list[str]:
     """Account names other than ``root`` whose uid is 0."""
     out = []

@@ -260,10 +260,15 @@ def _archive_and_hash(
         os.close(fd)
 
 
-def cross_check(ours: list[FsChange], runtime: list[tuple[str, str]]) -> dict[str, list[str]]:
+def cross_check(
+    ours: list[FsChange],
+    runtime: list[tuple[str, str]],
+    scaffolding: frozenset[str] = frozenset(),
+) -> dict[str, list[str]]:
     """Compare with the runtime's own diff (path, change). Directories the runtime lists as
-    modified only because a child changed are ignored."""
-    mine = {c.path: c.change for c in ours}
+    modified only because a child changed are ignored, and so are ``scaffolding`` paths the
+    runtime creates itself and leaves out of its diff (reported apart)."""
+    mine = {c.path: c.change for c in ours if c.path not in scaffolding}
     theirs = dict(runtime)
     only_runtime = [
         p

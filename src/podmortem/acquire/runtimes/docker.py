@@ -6,6 +6,7 @@ The SDK is imported lazily and the client is injected, so tests can hand in any 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -105,11 +106,16 @@ class DockerRuntime:
             return ExecOutput(None, b"", b"", error=f"exec_create: {exc}")
 
         def produce() -> Iterator[tuple[int, bytes]]:
-            for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
-                if out:
-                    yield 1, out
-                if err:
-                    yield 2, err
+            # The raw socket, read frame by frame: the SDK's stream=True generator leaves its
+            # connection open, and a hung exec must be abandonable without leaking it.
+            from docker.utils.socket import frames_iter  # noqa: PLC0415
+
+            sock = self.api.exec_start(exec_id, socket=True)
+            try:
+                for stream, data in frames_iter(sock, tty=False):
+                    yield stream, data
+            finally:
+                _close_raw(sock)
 
         try:
             data, truncated, timed_out = collect_stream(
@@ -147,10 +153,14 @@ class DockerRuntime:
 
     def logs(self, *, max_bytes: int, timeout: float) -> tuple[bytes, bool]:
         def produce() -> Iterator[tuple[int, bytes]]:
-            for chunk in self.api.logs(
+            stream = self.api.logs(
                 self.ref, stdout=True, stderr=True, timestamps=True, stream=True, follow=False
-            ):
-                yield 1, chunk
+            )
+            try:
+                for chunk in stream:
+                    yield 1, chunk
+            finally:
+                stream.close()
 
         data, truncated, timed_out = collect_stream(produce, timeout=timeout, max_bytes=max_bytes)
         return data.get(1, b""), truncated or timed_out
@@ -229,6 +239,14 @@ class DockerRuntime:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _close_raw(sock: Any) -> None:
+    """Close an attached exec socket and the HTTP response that owns it."""
+    for obj in (sock, getattr(sock, "_sock", None), getattr(sock, "_response", None)):
+        if obj is not None:
+            with contextlib.suppress(Exception):
+                obj.close()
 
 
 class _TarSink(io.RawIOBase):
