@@ -96,6 +96,7 @@ def run(
         result.findings.extend(found)
         result.suppressed.extend(supp)
     result.seconds["correlate"] = _time.perf_counter() - t2
+    result.suppressed = _merge_suppressed(result.suppressed)
     result.findings.sort(
         key=lambda f: (-int(f.severity), f.time.timestamp() if f.time else inf, f.rule_id)
     )
@@ -251,6 +252,16 @@ def _group(
                 },
             )
         )
+
+
+def _merge_suppressed(items: list[Suppressed]) -> list[Suppressed]:
+    """One line per rule and actor (a controller touches thousands of objects)."""
+    totals: dict[tuple[str, str, str], int] = {}
+    for s in items:
+        key = (s.rule_id, s.actor, s.actor_class)
+        totals[key] = totals.get(key, 0) + s.requests
+    merged = [Suppressed(r, a, c, n) for (r, a, c), n in totals.items()]
+    return sorted(merged, key=lambda s: (-s.requests, s.rule_id, s.actor))
 
 
 def _one_line(exc: object) -> str:

@@ -136,11 +136,13 @@ def load_files(files: Iterable[Path], origin: Origin, fields: FieldMap | None = 
         except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaError) as exc:
             out.errors.append(RuleError(str(path), _one_line(exc)))
             continue
-        for err in coll.errors:
-            out.errors.append(RuleError(str(path), _one_line(err)))
+        # pySigma reports a rule's errors both on the rule and on the collection: once here.
+        reasons = dict.fromkeys(_one_line(e) for e in coll.errors)
+        for rule in coll.rules:
+            reasons.update(dict.fromkeys(_one_line(e) for e in rule.errors))
+        out.errors += [RuleError(str(path), r) for r in reasons]
         for rule in coll.rules:
             if rule.errors:
-                out.errors.append(RuleError(str(path), _one_line(rule.errors[0])))
                 continue
             if isinstance(rule, SigmaRule) and not _is_k8s_audit(rule):
                 out.skipped_other_logsource += 1

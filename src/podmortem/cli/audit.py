@@ -16,8 +16,6 @@ from podmortem.findings import Severity
 app = typer.Typer(
     help="Kubernetes audit-log analysis (EKS, AKS, GKE, self-managed).", no_args_is_help=True
 )
-console = Console(highlight=False)
-
 TOP_FINDINGS = 15
 TOP_CAVEATS = 8
 _STYLE = {
@@ -30,6 +28,9 @@ _STYLE = {
 
 
 def register(root: typer.Typer) -> None:
+    from podmortem.cli import audit_reconstruct
+
+    audit_reconstruct.register(app)  # actor, object, credential, timeline (issue 6)
     root.add_typer(app, name="audit")
 
 
@@ -74,6 +75,7 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     from podmortem.audit.analyze import analyze, finding_json
     from podmortem.case import Case
 
+    console = Console(highlight=False)  # built per run: the terminal width is read now
     level = _severity(min_severity)
     case = Case.open(case_dir) if case_dir is not None else None
     result = analyze(

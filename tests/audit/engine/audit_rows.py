@@ -1,4 +1,4 @@
-"""Builders for engine tests: native audit Events (as dicts) into an ``audit_events`` table.
+"""Builders for engine and rule tests: native audit Events (dicts) into ``audit_events``.
 
 The engine's contract is the table in ``podmortem.audit.model``; these builders fill it the
 way the native reader does (one row per Event, the exec command parsed from requestURI), so
@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import duckdb
-import pytest
 
 from podmortem.audit import model
 
@@ -92,8 +91,3 @@ def make_table(
     model.create_table(con)
     model.insert_rows(con, [event_row(e, line=i + 1) for i, e in enumerate(events)])
     return con
-
-
-@pytest.fixture
-def audit_table() -> Any:
-    return make_table

@@ -9,20 +9,33 @@ must produce a finding of that correlation (positive) or none (negative).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import builders
 from podmortem.audit import engine
 from podmortem.audit.ruleset import AuditRule, RuleSet, builtin_rules_dir, load_builtin
 
+
+def _load_builders() -> ModuleType:
+    """The engine tests' event builders (one definition of Event -> audit_events row)."""
+    path = Path(__file__).resolve().parents[1] / "engine" / "audit_rows.py"
+    spec = importlib.util.spec_from_file_location("podmortem_test_audit_rows", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+builders = _load_builders()
 RULE_FILES = sorted(builtin_rules_dir().glob("*.yml"))
 RULESET = load_builtin()
 BY_ID = {r.rule_id: r for r in RULESET.rules}
