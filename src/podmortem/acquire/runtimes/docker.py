@@ -7,6 +7,7 @@ The SDK is imported lazily and the client is injected, so tests can hand in any 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import shutil
@@ -108,12 +109,11 @@ class DockerRuntime:
         def produce() -> Iterator[tuple[int, bytes]]:
             # The raw socket, read frame by frame: the SDK's stream=True generator leaves its
             # connection open, and a hung exec must be abandonable without leaking it.
-            from docker.utils.socket import frames_iter  # noqa: PLC0415
+            frames_iter: Any = importlib.import_module("docker.utils.socket").frames_iter
 
             sock = self.api.exec_start(exec_id, socket=True)
             try:
-                for stream, data in frames_iter(sock, tty=False):
-                    yield stream, data
+                yield from frames_iter(sock, tty=False)
             finally:
                 _close_raw(sock)
 
