@@ -222,14 +222,14 @@ def analyze_cmd(  # noqa: PLR0917 - one parameter per CLI option
 
         stem = safe_component(a.image.config_digest.replace("sha256:", "")[:16])
         rep = case.add_bytes(
-            f"image/reports/{stem}.report.json",
+            _free_name(case, f"image/reports/{stem}.report.json"),
             json.dumps(report, indent=2, default=str).encode() + b"\n",
             source="analysis",
             command=f"image analyze {image}",
         )
         if sbom_text is not None:
             case.add_bytes(
-                f"image/reports/{stem}.cdx.json",
+                _free_name(case, f"image/reports/{stem}.cdx.json"),
                 sbom_text.encode() + b"\n",
                 source="analysis",
                 command=f"image analyze {image} (SBOM)",
@@ -307,8 +307,11 @@ def diff_cmd(
         _write_json(json_out, d)
     if case is not None:
         rec = case.add_bytes(
-            f"image/diffs/{safe_component(a.image.config_digest[7:23])}-"
-            f"{safe_component(b.image.config_digest[7:23])}.json",
+            _free_name(
+                case,
+                f"image/diffs/{safe_component(a.image.config_digest[7:23])}-"
+                f"{safe_component(b.image.config_digest[7:23])}.json",
+            ),
             json.dumps(d, indent=2).encode() + b"\n",
             source="analysis",
             command=f"image diff {image_a} {image_b}",

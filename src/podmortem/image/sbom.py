@@ -3,7 +3,8 @@ cyclonedx-python-lib (the CycloneDX project's library), never by hand."""
 
 from __future__ import annotations
 
-from cyclonedx.model import HashType, Property
+from cyclonedx.contrib.hash.factories import HashTypeFactory
+from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output import make_outputter
@@ -32,7 +33,7 @@ def build_sbom(a: Analysis) -> str:
         ],
     )
     if img.config_digest.startswith("sha256:"):
-        root.hashes.add(HashType.from_composite_str(img.config_digest))
+        root.hashes.add(HashTypeFactory().from_composite_str(img.config_digest))
     bom.metadata.component = root
     bom.metadata.properties.add(Property(name="podmortem:version", value=podmortem.__version__))
     components = []

@@ -68,10 +68,16 @@ def _docker_chunks(base_url: str, name: str, engine: str) -> Iterator[bytes]:
         from docker.errors import DockerException, ImageNotFound
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise CapabilityUnavailable("the docker SDK is not installed") from exc
+    if base_url.startswith("unix://") and not os.path.exists(base_url[len("unix://") :]):
+        # checked first: the SDK leaks its socket when the connection attempt fails
+        raise CapabilityUnavailable(f"{engine} API at {base_url} is not reachable (no socket)")
+    client = None
     try:
         client = docker.DockerClient(base_url=base_url, timeout=600)
         client.ping()
     except DockerException as exc:
+        if client is not None:
+            client.close()
         raise CapabilityUnavailable(f"{engine} API at {base_url} is not reachable: {exc}") from exc
     try:
         try:
