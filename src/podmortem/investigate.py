@@ -46,6 +46,7 @@ class Plan:
     budget: float = 300.0
     memory: bool = False
     exec_allowed: bool = True
+    endpoints: Any = None  # podmortem.acquire.runtimes.Endpoints; None: the engines' defaults
 
 
 @dataclass(slots=True)
@@ -114,7 +115,9 @@ def investigate(
             images += _target_images(doc, images)
     base_ids: list[str] | None = None
     if plan.base:
-        base_ids = _step(out, "base image", lambda: _base(case, plan.base or ""), progress)
+        base_ids = _step(
+            out, "base image", lambda: _base(case, plan.base or "", plan.endpoints), progress
+        )
     for image in images:
         if budget.remaining() <= 0:
             _skip(out, f"image {image}", "the time budget ran out before the image analysis")
@@ -122,7 +125,7 @@ def investigate(
         _step(
             out,
             f"image {image}",
-            functools.partial(_image, case, image, base_ids, budget),
+            functools.partial(_image, case, image, base_ids, budget, plan.endpoints),
             progress,
         )
     if plan.audit:
@@ -191,7 +194,7 @@ def _acquire(
     from podmortem.acquire.collector import Options
     from podmortem.acquire.session import acquire
 
-    opener = open_runtime or _default_opener()
+    opener = open_runtime or _default_opener(plan.endpoints)
     seconds = max(MIN_ACQUIRE_S, budget.remaining() * ACQUIRE_SHARE)
     options = Options(budget=seconds, memory=plan.memory, exec_allowed=plan.exec_allowed)
     doc = acquire(
@@ -204,11 +207,11 @@ def _acquire(
     return doc
 
 
-def _default_opener() -> Callable[[Any], Any]:
+def _default_opener(endpoints: Any) -> Callable[[Any], Any]:
     from podmortem.acquire.runtimes import Endpoints, open_runtime
 
-    endpoints = Endpoints()
-    return lambda ref: open_runtime(ref, endpoints)
+    where = endpoints or Endpoints()
+    return lambda ref: open_runtime(ref, where)
 
 
 def _target_images(doc: dict[str, Any], already: list[str]) -> list[str]:
@@ -230,7 +233,7 @@ def _target_images(doc: dict[str, Any], already: list[str]) -> list[str]:
 # ------------------------------------------------------------------------------ images
 
 
-def _materialise(case: Case, image: str) -> Path:
+def _materialise(case: Case, image: str, endpoints: Any = None) -> Path:
     """The image as a file inside the case: an archive given on disk is copied in (and the
     copy analysed, so what was analysed is what was hashed); a runtime image is exported
     through the runtime's API (``docker save``) straight into the case."""
@@ -250,8 +253,8 @@ def _materialise(case: Case, image: str) -> Path:
     from podmortem.acquire.runtimes import Endpoints
     from podmortem.acquire.runtimes.docker import connect
 
-    endpoints = Endpoints()
-    client = connect(endpoints.docker if scheme == "docker" else endpoints.podman, scheme)
+    where = endpoints or Endpoints()
+    client = connect(where.docker if scheme == "docker" else where.podman, scheme)
     rel = f"images/{stamp}-{safe_component(ref)}.tar"
     try:
         with case.artifact(
@@ -271,19 +274,21 @@ def _materialise(case: Case, image: str) -> Path:
     return case.root / "artifacts" / rel
 
 
-def _base(case: Case, base: str) -> list[str]:
+def _base(case: Case, base: str, endpoints: Any) -> list[str]:
     from podmortem.image.analysis import base_diff_ids
     from podmortem.image.limits import DEFAULT_LIMITS
 
-    path = _materialise(case, base)
+    path = _materialise(case, base, endpoints)
     return base_diff_ids(path, tag=None, platform=None, limits=DEFAULT_LIMITS)
 
 
-def _image(case: Case, image: str, base_ids: list[str] | None, budget: Budget) -> dict[str, Any]:
+def _image(
+    case: Case, image: str, base_ids: list[str] | None, budget: Budget, endpoints: Any
+) -> dict[str, Any]:
     from podmortem.image.analysis import analyze
     from podmortem.image.limits import DEFAULT_LIMITS
 
-    path = _materialise(case, image)
+    path = _materialise(case, image, endpoints)
     limits = dataclasses.replace(DEFAULT_LIMITS, time_budget_s=max(1.0, budget.remaining()))
     result = analyze(path, source=image, base=base_ids, limits=limits)
     doc = image_document(result, image)

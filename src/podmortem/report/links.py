@@ -67,7 +67,7 @@ def correlate(ev: CaseEvidence, entries: list[Entry]) -> list[Link]:
         mine = [a for a in execs if _same_container(a, rt)]
         links.extend(_exec_links(rt, mine))
     for rt in ev.runtime:
-        images = [img for img in ev.images if img.refs & _expand(rt.image_refs)]
+        images = [img for img in ev.images if runs_image(rt, img)]
         links.extend(_image_origin(rt, images))
     links.extend(_image_users(ev))
     links.extend(_finding_links(entries, by_id))
@@ -101,42 +101,49 @@ def _exec_links(rt: RuntimeTarget, execs: list[AuditEvent]) -> list[Link]:
     if not execs:
         return []
     windows = _windows(execs)
-    ns_pids = {p.get("pid") for p in rt.processes}
     init_pid = rt.identity.get("pid")
+    by_pid = {p.get("pid"): p for p in rt.processes}
     links = []
-    for p in rt.processes:
-        t = parse_time(p.get("start_time"))
-        if t is None or p.get("pid") == init_pid:
+    for root, members in _exec_sessions(rt.processes, init_pid).items():
+        t = parse_time(by_pid[root].get("start_time"))
+        if t is None:
             continue
         hits = [(a, lo, hi) for a, lo, hi in windows if lo <= t <= hi]
         if not hits:
             continue
         a = hits[-1][0]
-        # An exec'd process's parent is the runtime's shim, outside the container: its
-        # parent pid is not one of the container's processes. Its children are.
-        outside_parent = p.get("ppid") not in ns_pids
-        cmd0 = a.exec_command[0] if a.exec_command else ""
-        argv = p.get("cmdline") or []
-        same_cmd = (
-            bool(cmd0)
-            and isinstance(argv, list)
-            and bool(argv)
-            and (str(argv[0]).rsplit("/", 1)[-1] == cmd0.rsplit("/", 1)[-1])
-        )
-        conf = "high" if (outside_parent and same_cmd) else "medium"
-        why = (
-            f"started {(t - (a.time or t)).total_seconds():+.1f}s after the exec into the same "
-            f"container"
-        )
-        if outside_parent:
-            why += "; its parent is outside the container (the runtime's exec shim)"
-        else:
-            why += "; a descendant of a process in the container"
-        if same_cmd:
-            why += f"; runs the exec'd command {cmd0!r}"
-        links.append(
-            Link(f"audit:{a.audit_id}", f"process:{rt.target}:{p.get('pid')}", SPAWNED, conf, why)
-        )
+        command = " ".join(a.exec_command)
+        for p in members:
+            argv = p.get("cmdline") or []
+            argv0 = str(argv[0]) if isinstance(argv, list) and argv else ""
+            exe = str(p.get("exe") or "")
+            # The exec'd command names the program (sh, or a path it drops and runs).
+            named = any(
+                x and (x in command or x.rsplit("/", 1)[-1] == command.split(" ")[0])
+                for x in (argv0, exe if exe != "/bin/busybox" else "")
+            )
+            pt = parse_time(p.get("start_time")) or t
+            is_root = p is by_pid[root]
+            why = (
+                f"started {(pt - (a.time or pt)).total_seconds():+.1f}s after the exec into "
+                "the same container; "
+            )
+            why += (
+                "its parent is outside the container (the runtime's exec shim)"
+                if is_root
+                else f"a descendant of process {root}, which the exec started"
+            )
+            if named:
+                why += "; the exec'd command names it"
+            links.append(
+                Link(
+                    f"audit:{a.audit_id}",
+                    f"process:{rt.target}:{p.get('pid')}",
+                    SPAWNED,
+                    "high" if named or not is_root else "medium",
+                    why,
+                )
+            )
     for c in rt.fs_changes:
         t = parse_time(c.get("mtime"))
         if t is None or c.get("change") == "deleted":
@@ -157,6 +164,46 @@ def _exec_links(rt: RuntimeTarget, execs: list[AuditEvent]) -> list[Link]:
             )
         )
     return links
+
+
+def _exec_sessions(
+    processes: list[dict[str, Any]], init_pid: Any
+) -> dict[Any, list[dict[str, Any]]]:
+    """Processes grouped by the exec session that started them. An exec'd process's parent
+    is the runtime's shim, outside the container: a process whose parent is not among the
+    container's processes (and is not the container's init) roots a session, and its
+    descendants belong to it. Descendants of init are the workload's own and never linked.
+    (A background child whose exec'd parent exited is re-parented to init and is lost to
+    this rule; the time window alone would be too weak to claim it.)"""
+    pids = {p.get("pid") for p in processes}
+    children: dict[Any, list[dict[str, Any]]] = {}
+    for p in processes:
+        children.setdefault(p.get("ppid"), []).append(p)
+    sessions: dict[Any, list[dict[str, Any]]] = {}
+    for p in processes:
+        if p.get("pid") == init_pid or p.get("ppid") in pids:
+            continue
+        members, stack, seen = [], [p], set()
+        while stack:
+            q = stack.pop()
+            if q.get("pid") in seen:
+                continue
+            seen.add(q.get("pid"))
+            members.append(q)
+            stack.extend(children.get(q.get("pid"), []))
+        sessions[p.get("pid")] = members
+    return sessions
+
+
+def runs_image(rt: RuntimeTarget, img: ImageDocument) -> bool:
+    """Digests decide when both sides have one (a tag may have moved since the container
+    started); a tag is used only when the runtime reports no digest."""
+    rt_refs, img_refs = _expand(rt.image_refs), _expand(img.refs)
+    rt_digests = {r for r in rt_refs if r.startswith("sha256:")}
+    img_digests = {r for r in img_refs if r.startswith("sha256:")}
+    if rt_digests and img_digests:
+        return bool(rt_digests & img_digests)
+    return bool(rt_refs & img_refs)
 
 
 def _expand(refs: set[str]) -> set[str]:
@@ -296,7 +343,7 @@ def _image_users(ev: CaseEvidence) -> list[Link]:
         refs = _expand(img.refs)
         iid = f"image:{img.artifact}"
         for rt in ev.runtime:
-            if refs & _expand(rt.image_refs):
+            if runs_image(rt, img):
                 target = f"container:{rt.target}:started"
                 links.append(
                     Link(

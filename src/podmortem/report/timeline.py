@@ -313,7 +313,8 @@ def _findings(ev: CaseEvidence) -> list[Entry]:
                 when,
                 FINDING,
                 analysis,
-                "",
+                # audit findings name their actor: the actor filter then keeps them
+                str(f.extra.get("actor") or "") if isinstance(f.extra, dict) else "",
                 f.subject,
                 f"{f.title}: {f.summary}" if f.summary else f.title,
                 prov,
