@@ -51,13 +51,16 @@ class Endpoints:
     @classmethod
     def from_env(cls) -> Endpoints:
         """Defaults, overridden by PODMORTEM_DOCKER_HOST (else DOCKER_HOST),
-        PODMORTEM_PODMAN_SOCK, PODMORTEM_CONTAINERD_ADDRESS, PODMORTEM_CONTAINERD_NAMESPACE."""
+        PODMORTEM_PODMAN_SOCK, PODMORTEM_CONTAINERD_ADDRESS (or PODMORTEM_CONTAINERD_SOCK, as
+        scripts/engines.sh exports it) and PODMORTEM_CONTAINERD_NAMESPACE."""
         env = os.environ.get
         d = cls()
         return cls(
             docker_host=env("PODMORTEM_DOCKER_HOST") or env("DOCKER_HOST") or d.docker_host,
             podman_sock=env("PODMORTEM_PODMAN_SOCK") or d.podman_sock,
-            containerd_address=env("PODMORTEM_CONTAINERD_ADDRESS") or d.containerd_address,
+            containerd_address=env("PODMORTEM_CONTAINERD_ADDRESS")
+            or env("PODMORTEM_CONTAINERD_SOCK")
+            or d.containerd_address,
             containerd_namespace=env("PODMORTEM_CONTAINERD_NAMESPACE") or d.containerd_namespace,
         )
 
@@ -84,8 +87,13 @@ def _docker_chunks(base_url: str, name: str, engine: str) -> Iterator[bytes]:
             image = client.images.get(name)
         except ImageNotFound as exc:
             raise InputError(f"{engine} has no image {name!r}") from exc
-        # named=True keeps the tag in manifest.json's RepoTags
-        yield from image.save(chunk_size=CHUNK, named=name if ":" in name or "@" in name else True)
+        # keep the tag in manifest.json's RepoTags; Podman qualifies short names
+        # (docker.io/..., localhost/...), so match the tag the engine itself reports
+        tags = [str(t) for t in image.tags]
+        named: str | bool = next(
+            (t for t in tags if t == name or t.endswith("/" + name)), bool(tags)
+        )
+        yield from image.save(chunk_size=CHUNK, named=named)
     except DockerException as exc:
         raise AcquisitionError(f"{engine} could not export {name!r}: {exc}") from exc
     finally:
@@ -108,6 +116,7 @@ def _containerd_chunks(address: str, namespace: str, name: str) -> Iterator[byte
     finally:
         proc.stdout.close()
         err = proc.stderr.read(4096).decode("utf-8", "replace").strip()
+        proc.stderr.close()
         rc = proc.wait(timeout=60)
     if rc != 0:
         raise AcquisitionError(f"ctr images export {name!r} failed ({rc}): {err[:300]}")
