@@ -1,0 +1,157 @@
+"""One row per API request, with the derived columns every reconstruction step needs.
+
+A request can appear up to three times in a log (one event per stage). Reconstruction
+counts requests, not events: the ResponseComplete event is kept, except for exec, attach,
+port-forward and watch, whose ResponseStarted event says when the session began (their
+ResponseComplete comes when it ends). Requests are ordered by when they were received.
+
+Derived columns:
+
+- ``client_ip``: the address the request came from. All but the last of ``sourceIPs`` are
+  set by the client (X-Forwarded-For), so the last is used; on AKS a proxy inside the
+  managed control plane appends itself, so there the one before it is used.
+- ``credential_id``: ``user.extra["authentication.kubernetes.io/credential-id"]`` (KEP-4193:
+  ``JTI=<uuid>`` for service-account tokens, ``X509SHA256=<hex>`` for client certificates).
+- ``bound_pod`` / ``bound_node``: the pod and node a token is bound to (``pod-name``,
+  ``node-name`` in ``user.extra``).
+- ``issued_credential``: the ``authentication.kubernetes.io/issued-credential-id``
+  annotation of a TokenRequest.
+"""
+
+# ruff: noqa: S608 -- table names are plain identifiers checked by requests.check_table;
+# every value from evidence or the user is a bound parameter.
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from podmortem.audit.actors import ActorPolicy
+from podmortem.audit.fieldmap import sql_string
+from podmortem.audit.model import TABLE
+from podmortem.errors import InputError
+
+REQUESTS = "recon_requests"
+EXTRA_CREDENTIAL = "authentication.kubernetes.io/credential-id"
+EXTRA_POD = "authentication.kubernetes.io/pod-name"
+EXTRA_NODE = "authentication.kubernetes.io/node-name"
+ISSUED_CREDENTIAL = "authentication.kubernetes.io/issued-credential-id"
+STREAMING_SUBRESOURCES = ("exec", "attach", "portforward")
+READ_VERBS = ("get", "list", "watch")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def json_value(column: str, key: str) -> str:
+    """First string value of ``column[key]``, whether stored as a list (``user.extra``) or a
+    plain string (annotations); NULL for anything else (hostile input may put an object)."""
+    path = sql_string(f"$.{_q(key)}")
+    first = sql_string(f"$.{_q(key)}[0]")
+    return (
+        f"(CASE json_type({column}, {path}) "
+        f"WHEN 'ARRAY' THEN json_extract_string({column}, {first}) "
+        f"WHEN 'VARCHAR' THEN json_extract_string({column}, {path}) END)"
+    )
+
+
+def _q(key: str) -> str:
+    return '"' + key.replace('"', "") + '"'
+
+
+def client_ip(alias: str = "") -> str:
+    a = alias
+    return (
+        f"(CASE WHEN {a}provider = 'aks' AND len({a}source_ips) > 1 "
+        f"THEN {a}source_ips[len({a}source_ips) - 1] "
+        f"ELSE {a}source_ips[len({a}source_ips)] END)"
+    )
+
+
+def event_time(alias: str = "") -> str:
+    return f"coalesce({alias}request_received, {alias}stage_timestamp)"
+
+
+def stage_rank(alias: str = "") -> str:
+    a = alias
+    streaming = ", ".join(sql_string(s) for s in STREAMING_SUBRESOURCES)
+    return (
+        f"(CASE WHEN {a}obj_subresource IN ({streaming}) OR {a}verb = 'watch' THEN "
+        f"(CASE {a}stage WHEN 'ResponseStarted' THEN 0 WHEN 'ResponseComplete' THEN 1 "
+        f"WHEN 'Panic' THEN 2 ELSE 3 END) ELSE "
+        f"(CASE {a}stage WHEN 'ResponseComplete' THEN 0 WHEN 'ResponseStarted' THEN 1 "
+        f"WHEN 'Panic' THEN 2 ELSE 3 END) END)"
+    )
+
+
+def select_requests(
+    table: str = TABLE, where: str = "TRUE", policy: ActorPolicy | None = None
+) -> str:
+    """SQL for one row per request among the events matching ``where``.
+
+    ``where`` must only test columns that are the same in every stage of a request (user,
+    verb, object, source), so that filtering before deduplication gives the same requests
+    as filtering after; pivots rely on this to touch only the rows they need.
+    """
+    policy = policy or ActorPolicy.default_policy()
+    return f"""
+    SELECT rowid AS row_id,
+           coalesce(audit_id, event_key) AS rid,
+           {event_time()} AS ts,
+           coalesce(username, '') AS actor,
+           {policy.sql()} AS actor_class,
+           {client_ip()} AS client_ip,
+           source_ips, user_agent, user_uid, user_groups, verb, stage, level,
+           obj_resource, obj_subresource, obj_namespace, obj_name, obj_api_group, request_uri,
+           response_code, exec_command, exec_container, provider, cluster,
+           source_file, source_line, truncated,
+           {json_value("user_extra", EXTRA_CREDENTIAL)} AS credential_id,
+           {json_value("user_extra", EXTRA_POD)} AS bound_pod,
+           {json_value("user_extra", EXTRA_NODE)} AS bound_node,
+           {json_value("annotations", ISSUED_CREDENTIAL)} AS issued_credential,
+           json_extract_string(impersonated_user, '$.username') AS impersonated
+    FROM "{table}"
+    WHERE {where}
+    QUALIFY row_number() OVER (PARTITION BY coalesce(audit_id, event_key)
+                               ORDER BY {stage_rank()}, {event_time()}, rowid) = 1
+    """
+
+
+def check_table(table: str) -> str:
+    """Table names cannot be bound as parameters: accept plain identifiers only."""
+    if not _IDENT.match(table):
+        raise InputError(f"not a plain SQL table name: {table[:80]!r}")
+    return table
+
+
+def materialize(
+    con: duckdb.DuckDBPyConnection, table: str = TABLE, policy: ActorPolicy | None = None
+) -> int:
+    """Build the temporary request table the whole-log reconstruction works on."""
+    check_table(table)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {REQUESTS} AS {select_requests(table, policy=policy)}"
+        " ORDER BY ts, rid"
+    )
+    row = con.execute(f"SELECT count(*) FROM {REQUESTS}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def object_label(alias: str = "") -> str:
+    """``namespace/resource/name[/subresource]`` (``-`` for cluster scope, ``*`` for a list),
+    or the URI path of a non-resource request: the spelling ``podmortem audit object`` takes."""
+    a = alias
+    return (
+        f"(CASE WHEN {a}obj_resource IS NULL THEN split_part(coalesce({a}request_uri, ''), '?', 1) "
+        f"ELSE coalesce({a}obj_namespace, '-') || '/' || {a}obj_resource || '/' || "
+        f"coalesce({a}obj_name, '*') || coalesce('/' || {a}obj_subresource, '') END)"
+    )
+
+
+def outcome(alias: str = "") -> str:
+    """allowed / forbidden / failed from the response code (101 is an upgraded exec stream)."""
+    a = alias
+    return (
+        f"(CASE WHEN {a}response_code IS NULL THEN 'unknown' "
+        f"WHEN {a}response_code < 400 THEN 'allowed' "
+        f"WHEN {a}response_code IN (401, 403) THEN 'forbidden' ELSE 'failed' END)"
+    )
