@@ -26,6 +26,7 @@ from podmortem.audit.actors import ActorPolicy
 from podmortem.audit.coverage import blind_spots
 from podmortem.audit.engine import EngineResult, Suppressed, run
 from podmortem.audit.model import TABLE
+from podmortem.audit.reconstruct import Reconstruction, reconstruct
 from podmortem.audit.ruleset import RuleSet, load_builtin, load_dir
 from podmortem.case.paths import safe_component
 from podmortem.case.store import Case
@@ -49,6 +50,7 @@ class AnalysisResult:
     findings: list[Finding]  # at or above min_severity
     min_severity: Severity = Severity.INFORMATIONAL
     seconds: dict[str, float] = field(default_factory=dict)
+    reconstruction: Reconstruction | None = None  # actors, sessions, credentials, narrative
 
     @property
     def suppressed(self) -> list[Suppressed]:
@@ -83,6 +85,7 @@ class AnalysisResult:
             "suppressed": [s.to_dict() for s in self.suppressed],
             "hits_per_rule": dict(sorted(self.engine.hits_per_rule.items())),
             "seconds": {k: round(v, 4) for k, v in {**self.seconds, **self.engine.seconds}.items()},
+            **(self.reconstruction.sections() if self.reconstruction else {}),
         }
 
 
@@ -133,6 +136,7 @@ def analyze(
     policy: ActorPolicy | None = None,
     stdin: BinaryIO | None = None,
     keep_raw: bool = True,
+    reconstruction: bool = True,
 ) -> AnalysisResult:
     """Load ``inputs`` (files, folders, ``-``), run the rules, return the result.
 
@@ -165,6 +169,13 @@ def analyze(
         loaded = load(con, inputs, table=table, stdin=stdin, keep_raw=keep_raw)
         seconds["load"] = time.perf_counter() - t1
         engine_result = run(con, rules, table=table, policy=policy)
+        t2 = time.perf_counter()
+        rec = (
+            reconstruct(con, engine_result.findings, table=table, policy=policy)
+            if reconstruction
+            else None
+        )
+        seconds["reconstruct"] = time.perf_counter() - t2
         caveats = list(loaded.caveats) + blind_spots(con, table)
         caveats += [
             Caveat(
@@ -194,6 +205,7 @@ def analyze(
         findings=shown,
         min_severity=min_severity,
         seconds=seconds,
+        reconstruction=rec,
     )
     if case is not None:
         case.log_action("analysis_run", _custody_record(result, evidence))
