@@ -47,6 +47,10 @@ class FieldExpr:
     sql: str
     kind: Kind = "scalar"
     type: ValueType = "string"
+    # The API server only ever writes this field in lower case: compare without lower().
+    lowercase: bool = False
+    # A bare column reference (cheap to repeat) rather than a computed expression.
+    is_column: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class _Column:
     column: str
     is_list: bool
     type: ValueType
+    lowercase: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,7 @@ class FieldMap:
                 column=str(spec["column"]),
                 is_list=bool(spec.get("list", False)),
                 type=spec.get("type", "string"),
+                lowercase=bool(spec.get("lowercase", False)),
             )
             for name, spec in data["columns"].items()
         }
@@ -113,7 +119,13 @@ class FieldMap:
             return self.computed[name]
         if name in self.columns:
             col = self.columns[name]
-            return FieldExpr(f'"{col.column}"', "list" if col.is_list else "scalar", col.type)
+            return FieldExpr(
+                f'"{col.column}"',
+                "list" if col.is_list else "scalar",
+                col.type,
+                lowercase=col.lowercase,
+                is_column=True,
+            )
         head, _, rest = name.partition(".")
         if head in self.prefix_aliases and rest:
             parts = [self._resolve(f"{p}.{rest}", depth + 1) for p in self.prefix_aliases[head]]

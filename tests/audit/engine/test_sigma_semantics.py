@@ -42,8 +42,32 @@ def ev(**kw: Any) -> dict[str, Any]:
 
 
 def test_strings_compare_case_insensitively() -> None:
-    det = "sel: {verb: CREATE}\ncondition: sel"
-    assert matches(det, ev(verb="create"), ev(verb="Create"), ev(verb="get")) == [True, True, False]
+    det = "sel: {user.username: Alice}\ncondition: sel"
+    users = [ev(user={"username": u}) for u in ("alice", "ALICE", "bob")]
+    assert matches(det, *users) == [True, True, False]
+
+
+def test_lowercase_api_fields_take_rule_values_in_any_case() -> None:
+    # verbs and resources are lower case by the API's definition: the rule's value is lowered
+    det = "sel: {verb: CREATE, objectRef.resource: [Pods, secrets]}\ncondition: sel"
+    events = [ev(verb="create", objectRef={"resource": r}) for r in ("pods", "secrets", "nodes")]
+    assert matches(det, *events) == [True, True, False]
+
+
+def test_value_lists_grouped_into_one_test_keep_their_meaning() -> None:
+    det = (
+        "sel:\n  userAgent|contains: [peirates, 'kube-hunter', 'a.b']\n"
+        "  user.username: [Alice, 'bob*', 'c?rol']\ncondition: sel"
+    )
+    e = [
+        ev(userAgent="Peirates/1.1", user={"username": "alice"}),
+        ev(userAgent="x kube-hunter y", user={"username": "bobby"}),
+        ev(userAgent="a.b", user={"username": "carol"}),
+        ev(userAgent="axb", user={"username": "alice"}),  # '.' is literal
+        ev(userAgent="peirates", user={"username": "caarol"}),  # ? is one character
+        ev(userAgent="kubectl", user={"username": "alice"}),
+    ]
+    assert matches(det, *e) == [True, True, True, False, False, False]
 
 
 def test_cased_modifier_is_case_sensitive() -> None:
