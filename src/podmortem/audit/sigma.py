@@ -14,7 +14,7 @@ absent field is true (so every ``NOT`` is null-safe).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sigma.conditions import (
@@ -104,7 +104,7 @@ class _Compiler:
             return self.keyword(cond.value)
         raise CompileError(f"unsupported condition element {type(cond).__name__}")
 
-    def _or(self, args: list[object]) -> str:
+    def _or(self, args: Sequence[object]) -> str:
         """OR of alternatives. Alternatives on the same field (a Sigma value list) become one
         predicate over one evaluation of the field: an IN list, or one lambda over the list's
         elements. Without this a 20-value list on a container image parses the request body
