@@ -118,6 +118,18 @@ def error_code(exc: BaseException) -> str:
         status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         if status:
             return str(status)
+    if resp is not None and callable(getattr(resp, "json", None)):
+        # google-api-core over REST: the JSON error's "status" is the canonical code
+        # (FAILED_PRECONDITION for Autopilot), which the HTTP status (400) hides.
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        status_name = (
+            (body or {}).get("error", {}).get("status") if isinstance(body, dict) else None
+        )
+        if isinstance(status_name, str) and status_name:
+            return status_name
     err_obj = getattr(exc, "error", None)  # azure HttpResponseError.error.code
     code = getattr(err_obj, "code", None)
     if code:
@@ -193,6 +205,11 @@ def _settle(result: Any) -> Any:
     final resource and a failure surfaces inside the call that caused it."""
     if hasattr(result, "result") and hasattr(result, "done") and hasattr(result, "polling_method"):
         return result.result()
+    # google-cloud-compute returns an ExtendedOperation: wait for it (an operation that
+    # ends in error raises here) and record the operation itself.
+    if type(result).__name__ == "ExtendedOperation":
+        result.result()
+        return getattr(result, "_extended_operation", result)
     return result
 
 

@@ -49,7 +49,7 @@ def gcp_name(prefix: str, text: str, limit: int = 63) -> str:
 def gcp_label_value(text: str) -> str:
     """A GCP label value: lowercase letters, digits, ``_`` and ``-``, at most 63."""
     clean = re.sub(r"[^a-z0-9_-]", "-", text.lower())
-    if clean == text and len(clean) <= 63:
+    if clean == text.lower() and len(clean) <= 63:
         return clean
     return clean[:54] + "-" + _short_hash(text)
 
