@@ -21,6 +21,8 @@ from typing import Any
 import compromised_image
 import make_examples
 
+from podmortem.report.evidence import parse_time
+
 NAMESPACE = "shop"
 CONTAINER = "app"
 POD_UID = "5f0c2a9e-7d41-4b3a-9c8e-1a2b3c4d5e6f"
@@ -68,8 +70,11 @@ def start(client: Any, workdir: Path, *, name_suffix: str = "") -> LiveScenario:
             "podmortem.test": "1",
         },
     )
-    # Let the container's own processes start clearly before the exec (distinct times).
-    time.sleep(1.5)
+    container.reload()
+    started = parse_time(container.attrs["State"]["StartedAt"]) or datetime.now(UTC)
+    # Let the container's own processes start clearly before the exec (distinct times; the
+    # node's process start times are only as good as /proc/stat's whole-second boot time).
+    time.sleep(3.0)
     exec_time = datetime.now(UTC)
     exec_id = client.api.exec_create(container.id, LIVE_COMMAND)["Id"]
     client.api.exec_start(exec_id, detach=True)
@@ -81,7 +86,9 @@ def start(client: Any, workdir: Path, *, name_suffix: str = "") -> LiveScenario:
         time.sleep(0.2)
     else:
         raise RuntimeError("the example attack did not start in the container")
-    logs = make_examples.live_logs(workdir / "audit", exec_time, LIVE_COMMAND, img.tag)
+    logs = make_examples.live_logs(
+        workdir / "audit", exec_time, LIVE_COMMAND, img.tag, started=started
+    )
     # The audit story goes on after the exec (privileged pod, binding, event deletion): let
     # its last step be in the past before anyone acquires.
     last = exec_time.timestamp() + 3 * make_examples.LIVE_PACE

