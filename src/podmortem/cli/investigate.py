@@ -55,6 +55,19 @@ def investigate(  # noqa: PLR0917 - typer maps parameters to options
         str | None, typer.Option("--case-id", help="Case number (new case).")
     ] = None,
     examiner: Annotated[str, typer.Option("--examiner", help="Examiner (new case).")] = "unknown",
+    docker_host: Annotated[
+        str | None, typer.Option("--docker-host", envvar="DOCKER_HOST", help="Docker API.")
+    ] = None,
+    podman_host: Annotated[
+        str | None, typer.Option("--podman-host", envvar="PODMAN_HOST", help="Podman API socket.")
+    ] = None,
+    cri_endpoint: Annotated[
+        str | None,
+        typer.Option("--cri-endpoint", envvar="CONTAINER_RUNTIME_ENDPOINT", help="CRI socket."),
+    ] = None,
+    kube_context: Annotated[
+        str | None, typer.Option("--context", help="kubeconfig context.")
+    ] = None,
 ) -> None:
     """From a suspect workload to one case and one report: live targets are acquired first
     (volatile evidence before anything else), then the image each runs and the images given
@@ -75,6 +88,15 @@ def investigate(  # noqa: PLR0917 - typer maps parameters to options
         case = Case.open(case_dir)
     else:
         case = Case.init(case_dir, case_id=case_id or case_dir.name, examiner=examiner)
+    from podmortem.acquire.runtimes import Endpoints
+
+    d = Endpoints()
+    endpoints = Endpoints(
+        docker=docker_host or d.docker,
+        podman=podman_host or d.podman,
+        cri=cri_endpoint or d.cri,
+        kube_context=kube_context,
+    )
     plan = Plan(
         targets=list(targets or []),
         audit=list(audit or []),
@@ -83,6 +105,7 @@ def investigate(  # noqa: PLR0917 - typer maps parameters to options
         budget=budget,
         memory=memory,
         exec_allowed=not no_exec,
+        endpoints=endpoints,
     )
     outcome = run(case, plan, progress=lambda msg: console.print(f"[dim]{for_terminal(msg)}[/]"))
     rep = report_mod.build(case)

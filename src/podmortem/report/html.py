@@ -82,6 +82,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["t"] = lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if d else ""
+    env.filters["v"] = lambda x: "" if x is None else str(x)  # evidence value, None as blank
     env.filters["short"] = lambda s, n=16: (str(s)[:n] + "\u2026") if s and len(str(s)) > n else s
     return env
 
