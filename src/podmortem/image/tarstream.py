@@ -80,7 +80,8 @@ def _checksum_ok(block: bytes) -> bool:
         want = _num(block[148:156])
     except TarError:
         return False
-    unsigned = sum(block[:148]) + 256 + sum(block[156:])
+    # the checksum field itself counts as eight spaces
+    unsigned = sum(block) - sum(block[148:156]) + 256
     if want == unsigned:
         return True
     signed = sum((b ^ 0x80) - 0x80 for b in block[:148] + block[156:]) + 256
