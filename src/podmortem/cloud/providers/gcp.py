@@ -51,7 +51,7 @@ def default_clients(project: str | None = None) -> GcpClients:
         snapshots=compute_v1.SnapshotsClient(),
         firewalls=compute_v1.FirewallsClient(),
         cluster_manager=container_v1.ClusterManagerClient(transport="rest"),
-        logging=gcl.Client(project=project, _use_grpc=False),
+        logging=gcl.Client(project=project, _use_grpc=False),  # type: ignore[no-untyped-call]
     )
 
 
