@@ -19,6 +19,7 @@ VM = f"{NRG}/providers/Microsoft.Compute/virtualMachineScaleSets/{VMSS}/virtualM
 OS_DISK = f"{NRG}/providers/Microsoft.Compute/disks/{VMSS}_{VM_ID}_osdisk"
 DATA_DISK = f"{NRG}/providers/Microsoft.Compute/disks/pvc-data-3"
 AKS_NSG = f"{NRG}/providers/Microsoft.Network/networkSecurityGroups/aks-agentpool-1234-nsg"
+SUBNET = f"{NRG}/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
 WORKSPACE = "11111111-2222-3333-4444-555555555555"
 
 
@@ -58,11 +59,7 @@ class FakeAzure(RecordingServer):
                                 "ipConfigurations": [
                                     {
                                         "name": "ipconfig1",
-                                        "properties": {
-                                            "subnet": {
-                                                "id": f"{NRG}/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
-                                            }
-                                        },
+                                        "properties": {"subnet": {"id": SUBNET}},
                                     }
                                 ],
                             },

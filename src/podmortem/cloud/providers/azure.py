@@ -180,7 +180,7 @@ class AksSteps:
     # ---------------------------------------------------------------- snapshots
 
     def snapshot_disks(self, ctx: StepContext) -> Outcome:
-        from azure.mgmt.compute.models import CreationData, Snapshot
+        from azure.mgmt.compute.models import CreationData, Snapshot, SnapshotProperties
 
         vm = self._vm(ctx)
         sp = vm.storage_profile
@@ -221,8 +221,12 @@ class AksSteps:
                 snapshot_name=snap,
                 snapshot=Snapshot(
                     location=vm.location,
-                    creation_data=CreationData(create_option="Copy", source_resource_id=disk_id),
-                    incremental=False,
+                    properties=SnapshotProperties(
+                        creation_data=CreationData(
+                            create_option="Copy", source_resource_id=disk_id
+                        ),
+                        incremental=False,
+                    ),
                     tags={
                         "podmortem-case": ctx.case_id[:256],
                         "podmortem-source": str(ctx.target.instance),
@@ -323,7 +327,11 @@ class AksSteps:
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would put {sorted(current)} behind {name}")
         if nsg_id is None:
-            from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule
+            from azure.mgmt.network.models import (
+                NetworkSecurityGroup,
+                NetworkSecurityGroupPropertiesFormat,
+                SecurityRule,
+            )
 
             created = ctx.calls.write(
                 "network",
@@ -334,7 +342,9 @@ class AksSteps:
                 parameters=NetworkSecurityGroup(
                     location=vm.location,
                     tags={"podmortem-case": ctx.case_id[:256]},
-                    security_rules=[SecurityRule(**r) for r in self.nsg_rules(vm.location)],
+                    properties=NetworkSecurityGroupPropertiesFormat(
+                        security_rules=[SecurityRule(**r) for r in self.nsg_rules(vm.location)]
+                    ),
                 ),
             )
             nsg_id = str(created.id)
@@ -363,7 +373,14 @@ class AksSteps:
     # --------------------------------------------------------------------- logs
 
     def audit_query(
-        self, table: str, cluster_id: str, since: datetime, until: datetime, offset: int, size: int
+        self,
+        *,
+        table: str,
+        cluster_id: str,
+        since: datetime,
+        until: datetime,
+        offset: int,
+        size: int,
     ) -> str:
         if table not in AUDIT_TABLES:
             raise InputError(f"table must be one of {sorted(AUDIT_TABLES)}")
@@ -391,6 +408,7 @@ class AksSteps:
     def audit_log_pages(
         self,
         calls: CallLog,
+        *,
         workspace_id: str,
         cluster_id: str,
         table: str,
@@ -403,7 +421,14 @@ class AksSteps:
             raise CapabilityUnavailable("no Log Analytics client configured")
         offset = 0
         while True:
-            query = self.audit_query(table, cluster_id, since, until, offset, page_size)
+            query = self.audit_query(
+                table=table,
+                cluster_id=cluster_id,
+                since=since,
+                until=until,
+                offset=offset,
+                size=page_size,
+            )
             resp = calls.read(
                 "logs",
                 "query_workspace",
