@@ -29,11 +29,14 @@ class MergedView:
     children: dict[str, set[str]] = field(default_factory=dict)
     # path -> [(layer, action)] with action in added, modified, deleted
     history: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # paths currently known to be directories (entries or implicit parents)
+    dirs: set[str] = field(default_factory=lambda: {"/"})
 
     def _link(self, path: str) -> None:
         child = path
         while child != "/":
             parent = posixpath.dirname(child)
+            self.dirs.add(parent)
             kids = self.children.setdefault(parent, set())
             if child in kids:
                 return
@@ -63,6 +66,7 @@ class MergedView:
         while stack:
             p = stack.pop()
             stack.extend(self.children.pop(p, ()))
+            self.dirs.discard(p)
             e = self.files.pop(p, None)
             if e is not None:
                 e.hidden_by = layer
@@ -105,35 +109,42 @@ def apply_layer(view: MergedView, layer: Layer, entries: Iterable[Entry]) -> Non
             old.hidden_by, old.hidden_how = idx, "duplicate"
             view.files[e.path] = e
             continue
-        if old is not None:
-            if old.kind == "dir" and e.kind != "dir":
-                # a non-directory over a directory: the lower tree is gone without whiteouts
-                for child in sorted(view.children.get(e.path, ())):
-                    deleted.extend(view._remove(child, idx, "replaced-directory", record=True))
+        if e.kind != "dir" and view.children.get(e.path):
+            # a non-directory over a directory (explicit or implicit): the lower tree is
+            # gone, and no builder writes whiteouts for it
+            for child in sorted(view.children[e.path]):
+                deleted.extend(view._remove(child, idx, "replaced-directory", record=True))
+        # the path may sit under a lower non-directory (a file where a directory is now
+        # needed): overlayfs cannot show both, the new tree wins.
+        parent = posixpath.dirname(e.path)
+        while parent not in view.dirs:
+            blocker = view.files.get(parent)
+            if blocker is not None and blocker.kind != "dir" and blocker.layer != idx:
+                deleted.extend(view._remove(parent, idx, "replaced-directory", record=True))
+                break
+            parent = posixpath.dirname(parent)
+        if e.kind == "dir":
+            view.dirs.add(e.path)
+        else:
+            view.dirs.discard(e.path)
+        if old is not None and old.path in view.files:
             if old.kind == "dir" and e.kind == "dir":
                 view.files[e.path] = e
                 # a directory re-listed (every parent appears in every layer): not a change
                 if (old.mode, old.uid, old.gid) != (e.mode, e.uid, e.gid):
                     modified.append(e.path)
                     view.history.setdefault(e.path, []).append((idx, "modified"))
-                e.hidden_by = None
                 continue
-            if not _same_content(old, e) or (old.mode, old.uid, old.gid) != (e.mode, e.uid, e.gid):
+            if not _same_content(old, e) or (old.mode, old.uid, old.gid) != (
+                e.mode,
+                e.uid,
+                e.gid,
+            ):
                 old.hidden_by, old.hidden_how = idx, "replaced"
                 modified.append(e.path)
                 view.history.setdefault(e.path, []).append((idx, "modified"))
             view.files[e.path] = e
         else:
-            # the path may sit under a lower non-directory (a file where a dir is now
-            # needed): overlayfs cannot show both, the upper one wins.
-            parent = posixpath.dirname(e.path)
-            # a registered parent is a directory already; only a new parent can be blocked
-            while parent != "/" and parent not in view.children:
-                blocker = view.files.get(parent)
-                if blocker is not None and blocker.kind not in ("dir",) and blocker.layer != idx:
-                    deleted.extend(view._remove(parent, idx, "replaced-directory", record=True))
-                    break
-                parent = posixpath.dirname(parent)
             view.files[e.path] = e
             view._link(e.path)
             added.append(e.path)
