@@ -5,6 +5,7 @@ name: JSON lines, a JSON document or stream of values, CSV, CloudWatch export te
 from __future__ import annotations
 
 import enum
+import json
 import re
 from dataclasses import dataclass
 
@@ -36,10 +37,33 @@ class Framing(enum.Enum):
     UNKNOWN = "unknown"
 
 
+# Columnar routes (DuckDB reads the file): chosen when every sniffed record has one shape.
+NATIVE = "native"
+AKS_BLOB = "aks-blob"
+GKE_LINES = "gke-lines"
+EKS_SUBSCRIPTION = "eks-subscription"
+
+
 @dataclass(frozen=True, slots=True)
 class Sniff:
     framing: Framing
-    native: bool = False  # every sniffed line is a native Event: try DuckDB's reader
+    route: str | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.route == NATIVE
+
+
+def _shape(obj: dict[str, object]) -> str | None:
+    if is_event(obj):
+        return NATIVE
+    if "protoPayload" in obj:
+        return GKE_LINES
+    if "messageType" in obj:
+        return EKS_SUBSCRIPTION
+    if "properties" in obj and "category" in obj and "records" not in obj:
+        return AKS_BLOB
+    return None
 
 
 def sniff(head: bytes) -> Sniff:
@@ -56,13 +80,14 @@ def sniff(head: bytes) -> Sniff:
     if first == b"{":
         if not lines:
             # no line ends inside the window: one big document (or objects back to back)
-            return Sniff(Framing.JSON)
+            return Sniff(Framing.JSON, route=_first_value_route(body))
         parsed = [_loads(ln) for ln in lines]
         objects = [p for p in parsed if isinstance(p, dict)]
         if objects and len(objects) * 2 >= len(parsed):
-            native = len(objects) == len(parsed) and all(is_event(o) for o in objects)
-            return Sniff(Framing.JSONL, native=native)
-        return Sniff(Framing.JSON)
+            shapes = {_shape(o) for o in objects}
+            route = shapes.pop() if len(objects) == len(parsed) and len(shapes) == 1 else None
+            return Sniff(Framing.JSONL, route=route)
+        return Sniff(Framing.JSON, route=_first_value_route(body))
     if first == b"[":
         return Sniff(Framing.JSON)
     head_line = lines[0] if lines else b""
@@ -73,6 +98,17 @@ def sniff(head: bytes) -> Sniff:
     if _YAML_KEY.search(text[:SNIFF_BYTES]):
         return Sniff(Framing.YAML)
     return Sniff(Framing.UNKNOWN)
+
+
+def _first_value_route(body: bytes) -> str | None:
+    """Objects back to back (Firehose): the route of the first one, if it is complete."""
+    try:
+        value, _ = json.JSONDecoder().raw_decode(body.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    if isinstance(value, dict) and _shape(value) == EKS_SUBSCRIPTION:
+        return EKS_SUBSCRIPTION
+    return None
 
 
 def _loads(line: bytes) -> object:

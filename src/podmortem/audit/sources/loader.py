@@ -20,10 +20,11 @@ import duckdb
 import orjson
 
 from podmortem.audit.model import TABLE, create_table
-from podmortem.audit.sources import framing, mapping
+from podmortem.audit.sources import columnar, detect, framing, mapping
 from podmortem.audit.sources.classify import dispatch
+from podmortem.audit.sources.columnar import RESIDUE
 from podmortem.audit.sources.context import Ctx, Where
-from podmortem.audit.sources.detect import SNIFF_BYTES, Framing, sniff
+from podmortem.audit.sources.detect import SNIFF_BYTES, Framing, Sniff, sniff
 from podmortem.audit.sources.eks import handle_export_line
 from podmortem.audit.sources.inputs import InputFile, expand, open_layers
 from podmortem.audit.sources.native import salvage_and_report
@@ -35,7 +36,6 @@ from podmortem.findings import Caveat, Provenance
 # Table names are interpolated into SQL (DuckDB cannot bind identifiers): plain names only.
 # Every other value is bound as a parameter.
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-RESIDUE = "!residue"  # provider marker of fast-route rows that are not Events (re-read)
 
 try:  # zstandard raises its own error type on a corrupt frame
     from zstandard import ZstdError as _ZstdError
@@ -143,8 +143,9 @@ def _read_file(  # noqa: PLR0917 - internal, called once
             compression=found,
         )
         return
-    if native_fast and sn.framing is Framing.JSONL and sn.native and len(found) <= 1:
-        residue = _fast_native(f, con, table, keep_raw, found[0] if found else "none")
+    source = _columnar_source(sn, keep_raw, found) if native_fast else None
+    if source is not None:
+        residue = _columnar(f, con, table, source)
         if residue is not None:
             if residue:
                 _read_python(f, sn.framing, ctx, only=residue)
@@ -152,34 +153,58 @@ def _read_file(  # noqa: PLR0917 - internal, called once
     _read_python(f, sn.framing, ctx)
 
 
-def _fast_native(
-    f: InputFile,
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    keep_raw: bool,
-    compression: str,
+def _columnar_source(sn: Sniff, keep_raw: bool, found: list[str]) -> str | None:
+    """The DuckDB relation for this file, if a columnar route fits it."""
+    if len(found) > 1 or sn.route is None:
+        return None  # DuckDB peels one compression layer
+    compression = found[0] if found else "none"
+    if sn.route == detect.NATIVE and sn.framing is Framing.JSONL:
+        source = mapping.native_source(keep_raw=keep_raw, compression=compression)
+        pred = (
+            "(e.kind IS NULL OR e.kind = 'Event') AND (nullif(e.auditID, '') IS NOT NULL"
+            " OR (e.verb IS NOT NULL AND (e.requestURI IS NOT NULL OR e.objectRef IS NOT NULL)))"
+        )
+        return (
+            f"SELECT e, struct_update(m, provider := CASE WHEN {pred} THEN m.provider"  # noqa: S608 - plain identifier, values bound
+            f" ELSE '{RESIDUE}' END) AS m, r, f, n FROM ({source})"
+        )
+    if sn.route == detect.AKS_BLOB and sn.framing is Framing.JSONL:
+        return columnar.aks_blob_lines(compression, keep_raw)
+    if sn.route == detect.GKE_LINES and sn.framing is Framing.JSONL:
+        return columnar.gke_lines(compression, keep_raw)
+    if sn.route == detect.EKS_SUBSCRIPTION:
+        layout = "newline_delimited" if sn.framing is Framing.JSONL else "unstructured"
+        return columnar.eks_subscription(compression, keep_raw, layout)
+    return None
+
+
+def _columnar(
+    f: InputFile, con: duckdb.DuckDBPyConnection, table: str, source: str
 ) -> set[int] | None:
-    """DuckDB reads the file; returns the record numbers it loaded that are not Events (to be
-    re-read in Python), or None when DuckDB refused the file (the Python route reads it)."""
+    """DuckDB reads the file; returns the units (lines, or values of a concatenated file)
+    holding residue rows, deleted here to be re-read in Python; None when DuckDB refused
+    the file (then the Python route reads all of it)."""
     before = _max_rowid(con, table)
-    source = mapping.native_source(keep_raw=keep_raw, compression=compression)
-    pred = (
-        "(e.kind IS NULL OR e.kind = 'Event') AND (nullif(e.auditID, '') IS NOT NULL"
-        " OR (e.verb IS NOT NULL AND (e.requestURI IS NOT NULL OR e.objectRef IS NOT NULL)))"
-    )
-    source = (
-        f"SELECT e, struct_update(m, provider := CASE WHEN {pred} THEN m.provider"  # noqa: S608 - plain identifiers, values bound
-        f" ELSE '{RESIDUE}' END) AS m, r, f, n FROM ({source})"
-    )
     try:
-        con.execute(mapping.insert_sql(table, source), [f.name, str(f.path)])
+        con.execute(mapping.insert_sql(table, source), {"file": f.name, "path": str(f.path)})
     except duckdb.Error:
         return None
     rows = con.execute(
-        f'DELETE FROM "{table}" WHERE rowid > ? AND provider = ? RETURNING source_line',  # noqa: S608 - plain identifiers, values bound
+        f'DELETE FROM "{table}" WHERE rowid > ? AND provider = ? RETURNING source_line',  # noqa: S608 - plain identifier, values bound
         [before, RESIDUE],
     ).fetchall()
-    return {int(r[0]) for r in rows}
+    units = {int(r[0]) for r in rows}
+    if units:
+        # a unit with one residue row is re-read whole: drop its other rows too
+        con.execute("CREATE OR REPLACE TEMP TABLE _pm_audit_units (n BIGINT)")
+        con.executemany("INSERT INTO _pm_audit_units VALUES (?)", [(u,) for u in units])
+        con.execute(
+            f'DELETE FROM "{table}" WHERE rowid > ? AND source_line IN '  # noqa: S608 - plain identifier, values bound
+            "(SELECT n FROM _pm_audit_units)",
+            [before],
+        )
+        con.execute("DROP TABLE _pm_audit_units")
+    return units
 
 
 def _read_python(f: InputFile, fr: Framing, ctx: Ctx, only: set[int] | None = None) -> None:
@@ -194,7 +219,7 @@ def _read_python(f: InputFile, fr: Framing, ctx: Ctx, only: set[int] | None = No
             elif fr is Framing.YAML:
                 _documents(framing.iter_yaml(stream), ctx, "yaml")
             else:
-                _documents(framing.iter_values(stream), ctx, "json")
+                _documents(framing.iter_values(stream), ctx, "json", only)
     except _READ_ERRORS as exc:
         ctx.tally.caveat(
             "unreadable",
@@ -257,8 +282,12 @@ def _csv(stream: IO[bytes], ctx: Ctx) -> None:
         dispatch(row, where, ctx)
 
 
-def _documents(values: Iterator[framing.Value], ctx: Ctx, container: str) -> None:
+def _documents(
+    values: Iterator[framing.Value], ctx: Ctx, container: str, only: set[int] | None = None
+) -> None:
     for v in values:
+        if only is not None and v.index not in only:
+            continue
         step = f"[{v.index - 1}]" if v.in_array else f"value {v.index} at offset {v.offset}"
         if container == "yaml":
             step = f"document {v.index}"

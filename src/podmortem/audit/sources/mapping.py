@@ -88,7 +88,7 @@ def insert_sql(table: str, source: str) -> str:
 
 
 def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") -> str:
-    """Relation over a native JSONL file (parameters: path, file name).
+    """Relation over a native JSONL file (parameters ``$path``, ``$file``).
 
     With ``keep_raw`` each line is read as JSON text (kept in ``raw``) and transformed into
     the typed struct; a value of the wrong type reads as NULL in its column and is still in
@@ -105,27 +105,32 @@ def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") 
         struct = _json_structure()
         return (
             f"SELECT json_transform(json, '{struct}') AS e, {meta} AS m, json AS r,"  # noqa: S608 - plain identifiers, values bound
-            f" ?::VARCHAR AS f, row_number() OVER () AS n"
-            f" FROM read_ndjson_objects(?::VARCHAR, compression='{compression}')"
+            f" $file::VARCHAR AS f, row_number() OVER () AS n"
+            f" FROM read_ndjson_objects($path::VARCHAR, compression='{compression}')"
         )
     return (
-        f"SELECT t AS e, {meta} AS m, NULL::JSON AS r, ?::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
+        f"SELECT t AS e, {meta} AS m, NULL::JSON AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
         f" row_number() OVER () AS n"
-        f" FROM read_json(?::VARCHAR, format='newline_delimited', records=true,"
+        f" FROM read_json($path::VARCHAR, format='newline_delimited', records=true,"
         f" compression='{compression}', columns={EVENT_COLUMNS}) t"
     )
 
 
 def staged_source() -> str:
-    """Relation over a staging NDJSON file (parameters: file name, staging path)."""
+    """Relation over a staging NDJSON file (parameters ``$file``, ``$path``)."""
     return (
-        "SELECT e, m, r, ?::VARCHAR AS f, m.line AS n"  # noqa: S608 - plain identifiers, values bound
-        " FROM read_json(?::VARCHAR, format='newline_delimited', records=true,"
+        "SELECT e, m, r, $file::VARCHAR AS f, m.line AS n"  # noqa: S608 - plain identifiers, values bound
+        " FROM read_json($path::VARCHAR, format='newline_delimited', records=true,"
         f" compression='none', columns={STAGED_COLUMNS})"
     )
 
 
-def _json_structure() -> str:
+def json_structure(fields: object = None) -> str:
+    """``fields`` (default: the Event) as a ``json_transform`` structure, SQL-quoted."""
+    return _json_structure(fields)
+
+
+def _json_structure(fields: object = None) -> str:
     import json
 
     def conv(spec: object) -> object:
@@ -137,4 +142,4 @@ def _json_structure() -> str:
             return {k: conv(v) for k, v in spec.items()}
         raise TypeError(spec)
 
-    return json.dumps(conv(EVENT_FIELDS)).replace("'", "''")
+    return json.dumps(conv(EVENT_FIELDS if fields is None else fields)).replace("'", "''")

@@ -32,7 +32,7 @@ class Stager:
         self.path = scratch / "staged.ndjson"
         self.tally = tally
         self.file_name = ""
-        self._out = self.path.open("wb")
+        self._out = self.path.open("wb", buffering=1 << 20)
         self._pending = 0
         self.loaded = 0
 
@@ -52,15 +52,6 @@ class Stager:
         truncated: bool = False,
         exec_command: Sequence[str] | None = None,
     ) -> None:
-        typed, dropped = conform(event)
-        if dropped:
-            self.tally.caveat(
-                "field-type",
-                f"fields with an unexpected type were kept only in raw: {', '.join(dropped)}",
-                self.file_name,
-                location,
-                fields=dropped,
-            )
         meta = {
             "provider": provider,
             "envelope": envelope,
@@ -69,11 +60,16 @@ class Stager:
             "truncated": truncated,
             "exec_command": list(exec_command) if exec_command is not None else None,
         }
+        # Optimistic: the event is written as read. DuckDB's typed reader refuses a batch in
+        # which some field has the wrong type; only then is the batch checked field by field
+        # (:meth:`_repair`), so well-formed evidence pays nothing for hostile evidence.
         try:
-            blob = orjson.dumps({"e": typed, "m": meta, "r": raw})
+            blob = orjson.dumps({"e": event, "m": meta, "r": raw, "l": location})
         except (TypeError, orjson.JSONEncodeError):
             # e.g. an integer beyond 64 bits inside a request body, or a lone surrogate
-            blob = orjson.dumps({"e": _printable(typed), "m": meta, "r": _printable(raw)})
+            blob = orjson.dumps(
+                {"e": _printable(event), "m": meta, "r": _printable(raw), "l": location}
+            )
         self._out.write(blob)
         self._out.write(b"\n")
         self._pending += 1
@@ -85,13 +81,65 @@ class Stager:
         if not self._pending:
             return
         self._out.close()
-        self.con.execute(
-            mapping.insert_sql(self.table, mapping.staged_source()),
-            [self.file_name, str(self.path)],
-        )
+        try:
+            self._insert(self.path)
+        except duckdb.Error:
+            self._repair()
         self.loaded += self._pending
         self._pending = 0
-        self._out = self.path.open("wb")
+        self._out = self.path.open("wb", buffering=1 << 20)
+
+    def _insert(self, path: Path) -> None:
+        self.con.execute(
+            mapping.insert_sql(self.table, mapping.staged_source()),
+            {"file": self.file_name, "path": str(path)},
+        )
+
+    def _repair(self) -> None:
+        """Rewrite the batch with every typed field checked; a field of the wrong type is
+        dropped from the typed view (it stays in ``raw``) and reported."""
+        fixed = self.path.with_suffix(".fixed")
+        with self.path.open("rb") as src, fixed.open("wb") as out:
+            for line in src:
+                rec = orjson.loads(line)
+                typed, dropped = conform(rec["e"]) if isinstance(rec["e"], dict) else ({}, ["*"])
+                if dropped:
+                    self.tally.caveat(
+                        "field-type",
+                        "fields with an unexpected type were kept only in raw: "
+                        + ", ".join(dropped),
+                        self.file_name,
+                        tuple(str(x) for x in rec.get("l") or ()),
+                        fields=dropped,
+                    )
+                    rec["e"] = typed
+                out.write(orjson.dumps(rec) + b"\n")
+        try:
+            self._insert(fixed)
+        except duckdb.Error:
+            self._one_by_one(fixed)
+        finally:
+            fixed.unlink(missing_ok=True)
+
+    def _one_by_one(self, batch: Path) -> None:
+        """Last resort, never expected: load records singly and report any DuckDB refuses."""
+        single = batch.with_suffix(".one")
+        try:
+            with batch.open("rb") as src:
+                for line in src:
+                    single.write_bytes(line)
+                    try:
+                        self._insert(single)
+                    except duckdb.Error as exc:
+                        rec = orjson.loads(line)
+                        self.tally.caveat(
+                            "unloadable",
+                            f"record could not be loaded: {str(exc).splitlines()[0][:160]}",
+                            self.file_name,
+                            tuple(str(x) for x in rec.get("l") or ()),
+                        )
+        finally:
+            single.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._out.close()
