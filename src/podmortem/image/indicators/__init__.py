@@ -20,6 +20,7 @@ Matcher kinds (the ``kind`` key of a rule):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 import re
@@ -27,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from podmortem.image.catalog import Hit, Notes, Rule, rules_of_kind
+from podmortem.image.catalog import Hit, Notes, Rule, rules, rules_of_kind
 from podmortem.image.model import Entry
 
 _GLOB_CACHE: dict[str, str] = {}
@@ -267,9 +268,38 @@ def secret_evidence(m: re.Match[Any], where: str) -> tuple[str, tuple[str, ...]]
 
 
 def snippet(m: re.Match[Any], limit: int = 160) -> str:
+    """The matched text as evidence, with any secret value in it replaced by its hash (a
+    download command can carry ``-u user:password``)."""
     text = m.group(0)
     s = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    s = redact(s)
     return s[:limit] + ("..." if len(s) > limit else "")
+
+
+@functools.cache
+def _secret_patterns() -> tuple[re.Pattern[str], ...]:
+    out = []
+    for rule in rules().values():
+        if rule.kind == "config" and rule.params.get("secret"):
+            out += [re.compile(str(p)) for p in rule.params.get("patterns") or ()]
+    return tuple(out)
+
+
+def redact(text: str) -> str:
+    """Replace every secret value a config secret rule finds with its hash."""
+    for rx in _secret_patterns():
+
+        def repl(m: re.Match[str]) -> str:
+            if "value" not in m.groupdict() or m.group("value") is None:
+                return m.group(0)
+            s, e = m.span("value")
+            start = s - m.start()
+            end = e - m.start()
+            whole = m.group(0)
+            return whole[:start] + f"<redacted {value_hash(m.group('value'))}>" + whole[end:]
+
+        text = rx.sub(repl, text)
+    return text
 
 
 def line_of(data: bytes, pos: int) -> int:

@@ -22,6 +22,7 @@ CAPTURE = re.compile(
     r"^(?:/var/lib/dpkg/(?:status|status\.d/[^/]+|info/[^/]+\.(?:md5sums|list)|alternatives/[^/]+)"
     r"|/lib/apk/db/installed"
     r"|/var/lib/rpm/rpmdb\.sqlite|/usr/lib/sysimage/rpm/rpmdb\.sqlite"
+    r"|/var/lib/rpm/Packages(?:\.db)?|/usr/lib/sysimage/rpm/Packages(?:\.db)?"
     r"|.*/[^/]+\.dist-info/(?:METADATA|RECORD)"
     r"|/etc/os-release|/usr/lib/os-release)$"
 )
@@ -96,6 +97,13 @@ def build_inventory(files: Mapping[str, bytes], view: MergedView, notes: Notes) 
                 inv.databases.append("rpm")
             except rpm.HeaderError as exc:
                 notes.caveat("package-db", f"{p}: {exc}")
+    for p in rpm.LEGACY_PATHS:
+        if p in files:
+            notes.caveat(
+                "package-db",
+                f"{p} is an rpm BerkeleyDB/NDB database, which podmortem does not read: rpm"
+                " packages of this image are missing from the inventory",
+            )
     py = python.parse(files)
     if py:
         inv.packages += py

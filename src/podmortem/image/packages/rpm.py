@@ -12,6 +12,13 @@ from typing import Any
 from podmortem.image.packages.model import Package
 
 PATHS = ("/var/lib/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite")
+# Older releases (RHEL <= 8, SUSE) keep BerkeleyDB or NDB files: detected, not parsed.
+LEGACY_PATHS = (
+    "/var/lib/rpm/Packages",
+    "/var/lib/rpm/Packages.db",
+    "/usr/lib/sysimage/rpm/Packages",
+    "/usr/lib/sysimage/rpm/Packages.db",
+)
 
 NAME, VERSION, RELEASE, EPOCH, ARCH = 1000, 1001, 1002, 1003, 1022
 FILEDIGESTS, DIRINDEXES, BASENAMES, DIRNAMES, FILEDIGESTALGO = 1035, 1116, 1117, 1118, 5011
