@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from podmortem.image.catalog import Notes, Rule, rules
-from podmortem.image.indicators import Indicators, glob_regex
+from podmortem.image.indicators import Indicators, glob_regex, is_text
 from podmortem.image.model import Entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +25,7 @@ def _entry(ex: dict[str, Any]) -> tuple[Entry, bytes]:
     e = Entry(str(ex["path"]), kind, 0, size=len(content), mode=mode, sha256="0" * 64)
     e.is_elf = elf
     e.is_script = content.startswith(b"#!")
+    e.is_text = not elf and is_text(content)
     return e, content
 
 

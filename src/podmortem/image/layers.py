@@ -347,6 +347,7 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
                 else:
                     entry.sha256, entry.md5, entry.sha1 = src.sha256, src.md5, src.sha1
                     entry.is_elf, entry.is_script = src.is_elf, src.is_script
+                    entry.is_text = src.is_text
                     entry.size = src.size
             elif kind == "sparse":
                 counter.notes.caveat(
@@ -392,6 +393,7 @@ def _hash_file(
             head4 = bytes(chunk[:4])
             entry.is_elf = head4 == ELF_MAGIC
             entry.is_script = head4[:2] == b"#!"
+            entry.is_text = not entry.is_elf and b"\0" not in bytes(chunk[:1024])
             if entry.mode & 0o7111 or verify_all:
                 # dpkg records md5, apk sha1. Computing them for every file would double the
                 # hashing cost, so by default only executables (what a trojan replaces) get
@@ -410,6 +412,7 @@ def _hash_file(
             parts.append(piece)
             got += len(piece)
     if first:  # an empty file
+        entry.is_text = True
         if entry.mode & 0o7111:
             md5 = hashlib.md5(usedforsecurity=False)
             sha1 = hashlib.sha1(usedforsecurity=False)

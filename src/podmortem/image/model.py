@@ -27,6 +27,7 @@ class Entry:
     sha1: str | None = None
     is_elf: bool = False
     is_script: bool = False
+    is_text: bool = False  # no NUL in the first KiB, not ELF
     # Filled by the merge: the layer that deleted or replaced this version, and how.
     hidden_by: int | None = None
     hidden_how: str = ""

@@ -85,7 +85,8 @@ def is_text(head: bytes) -> bool:
     return b"\0" not in head[:1024]
 
 
-def file_types_of(entry: Entry, head: bytes | None) -> set[str]:
+def file_types_of(entry: Entry) -> set[str]:
+    """The content types rules select on, decided from the first bytes of the file."""
     types = set()
     if entry.is_elf:
         types.add("elf")
@@ -93,7 +94,7 @@ def file_types_of(entry: Entry, head: bytes | None) -> set[str]:
         types.add("script")
     if entry.kind == "file" and entry.mode & 0o111:
         types.add("executable")
-    if head is not None and not entry.is_elf and is_text(head):
+    if entry.is_text:
         types.add("text")
     return types
 
@@ -327,13 +328,10 @@ class Indicators:
             return True
         if self._content_paths is not None and self._content_paths.match(entry.path):
             return True
-        types = file_types_of(entry, None)
-        if "text" in self._content_types and not entry.is_elf:
-            return True
-        return bool(self._content_types & types)
+        return bool(self._content_types & file_types_of(entry))
 
     def scan_entry(self, entry: Entry, data: bytes, notes: Notes) -> list[Hit]:
-        types = file_types_of(entry, data if entry.kind == "file" else None)
+        types = file_types_of(entry)
         hits: list[Hit] = []
 
         def add(rule: Rule, summary: str, evidence: tuple[str, ...], **extra: Any) -> None:
