@@ -137,9 +137,10 @@ def build_archive() -> None:
     layer.unlink()
 
 
-def floor() -> float:
+def floor() -> tuple[float, float]:
     """Only sha256 the layer tars inside the archive: find them, then read each with plain
     1 MiB reads at its offset (faster than going through tarfile's file objects)."""
+    c0 = time.process_time()
     t0 = time.perf_counter()
     with tarfile.open(ARCHIVE) as tf, open(ARCHIVE, "rb", buffering=0) as raw:
         manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
@@ -152,10 +153,10 @@ def floor() -> float:
                 chunk = raw.read(min(1 << 20, left))
                 h.update(chunk)
                 left -= len(chunk)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def podmortem_inprocess(scan_bytes: int | None = None) -> tuple[float, dict[str, Any]]:
+def podmortem_inprocess(scan_bytes: int | None = None) -> tuple[float, float, dict[str, Any]]:
     from dataclasses import replace
 
     from podmortem.image.analysis import analyze
@@ -168,15 +169,16 @@ def podmortem_inprocess(scan_bytes: int | None = None) -> tuple[float, dict[str,
         if scan_bytes is None
         else replace(DEFAULT_LIMITS, scan_head_bytes=scan_bytes)
     )
+    c0 = time.process_time()  # CPU of every thread of this process
     t0 = time.perf_counter()
     a = analyze(ARCHIVE, limits=limits)
     report = report_dict(a)
     build_sbom(a)
-    return time.perf_counter() - t0, report
+    return time.perf_counter() - t0, time.process_time() - c0, report
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of a child process."""
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (KiB) of a child process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _pid, status, usage = os.wait4(proc.pid, 0)
@@ -187,7 +189,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int
         proc.stderr.close()
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err[-500:]}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def find_syft(arg: str | None) -> str:
@@ -217,27 +219,26 @@ def main() -> None:
         [syft, "version", "-o", "json"], capture_output=True, text=True, env=syft_env, check=False
     ).stdout
     size = ARCHIVE.stat().st_size
-    times: dict[str, list[float]] = {
-        "floor": [],
-        "podmortem": [],
-        "podmortem-4k": [],
-        "podmortem-cli": [],
-        "syft": [],
-    }
+    names = ["floor", "podmortem", "podmortem-4k", "podmortem-cli", "syft"]
+    times: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
     rss: dict[str, int] = {}
     report: dict[str, Any] = {}
     syft_packages = 0
     with tempfile.TemporaryDirectory(prefix="pm-bench-") as tmp:
         syft_out = Path(tmp) / "syft.json"
-        # one warm-up pass so every tool starts from a warm page cache
-        floor()
+        floor()  # one warm-up pass so every tool starts from a warm page cache
         for _ in range(args.rounds):
-            times["floor"].append(floor())
-            t, report = podmortem_inprocess()
-            times["podmortem"].append(t)
-            t, _ = podmortem_inprocess(scan_bytes=4096)
-            times["podmortem-4k"].append(t)
-            t, r = timed(
+            w, c = floor()
+            times["floor"].append(w)
+            cpu["floor"].append(c)
+            w, c, report = podmortem_inprocess()
+            times["podmortem"].append(w)
+            cpu["podmortem"].append(c)
+            w, c, _ = podmortem_inprocess(scan_bytes=4096)
+            times["podmortem-4k"].append(w)
+            cpu["podmortem-4k"].append(c)
+            w, c, r = timed(
                 [
                     PODMORTEM,
                     "image",
@@ -249,29 +250,35 @@ def main() -> None:
                     str(Path(tmp) / "pm.cdx.json"),
                 ]
             )
-            times["podmortem-cli"].append(t)
+            times["podmortem-cli"].append(w)
+            cpu["podmortem-cli"].append(c)
             rss["podmortem-cli"] = max(rss.get("podmortem-cli", 0), r)
-            t, r = timed(
+            w, c, r = timed(
                 [syft, f"docker-archive:{ARCHIVE}", "-q", "-o", f"syft-json={syft_out}"],
                 env=syft_env,
             )
-            times["syft"].append(t)
+            times["syft"].append(w)
+            cpu["syft"].append(c)
             rss["syft"] = max(rss.get("syft", 0), r)
         syft_doc = json.loads(syft_out.read_text())
         syft_packages = sum(1 for a in syft_doc.get("artifacts", []) if a.get("type") == "deb")
     best = {k: min(v) for k, v in times.items()}
     med = {k: statistics.median(v) for k, v in times.items()}
+    best_cpu = {k: min(v) for k, v in cpu.items()}
     print(
         f"\nimage: {ARCHIVE} ({size / 2**20:.0f} MiB, {report['stats']['entries']} entries,"
         f" {len(report['packages'])} dpkg packages; syft found {syft_packages} deb packages)"
     )
-    print(f"{'tool':<15}{'best s':>9}{'median s':>10}{'x floor':>9}{'MiB/s':>8}{'max RSS':>10}")
-    for k in times:
-        mib_s = size / 2**20 / best[k]
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"{'tool':<15}{'best s':>8}{'median s':>10}{'x floor':>9}{'CPU s':>8}"
+        f"{'CPU x floor':>13}{'max RSS':>10}"
+    )
+    for k in names:
         mem = f"{rss[k] / 1024:.0f} MiB" if k in rss else "-"
         print(
-            f"{k:<15}{best[k]:>9.2f}{med[k]:>10.2f}{best[k] / best['floor']:>9.2f}"
-            f"{mib_s:>8.0f}{mem:>10}"
+            f"{k:<15}{best[k]:>8.2f}{med[k]:>10.2f}{best[k] / best['floor']:>9.2f}"
+            f"{best_cpu[k]:>8.2f}{best_cpu[k] / best_cpu['floor']:>13.2f}{mem:>10}"
         )
     verdict = {
         "faster_than_syft": best["podmortem"] < best["syft"],
@@ -279,6 +286,8 @@ def main() -> None:
         "within_2x_floor": best["podmortem"] <= 2 * best["floor"],
         "x_floor": round(best["podmortem"] / best["floor"], 2),
         "x_floor_4k": round(best["podmortem-4k"] / best["floor"], 2),
+        "cpu_x_floor": round(best_cpu["podmortem"] / best_cpu["floor"], 2),
+        "cpu_faster_than_syft": best_cpu["podmortem"] < best_cpu["syft"],
         "syft_over_podmortem": round(best["syft"] / best["podmortem"], 2),
     }
     print(json.dumps(verdict))
