@@ -24,14 +24,16 @@ if [[ -z ${PODMORTEM_NO_ENGINES:-} ]]; then
     eval "$(scripts/engines.sh env)"
 fi
 
+# Lint, types and tests all run, so that one failure does not hide another; any failure fails.
+status=0
 echo "== ruff"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks || status=1
 echo "== mypy --strict src"
-.venv/bin/mypy
+.venv/bin/mypy || status=1
 echo "== pytest"
-set +e
-.venv/bin/pytest --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider "$@"
-rc=$?
-set -e
 # pytest exits 5 when it collected no test: that is a failure for us, not a pass.
-exit $rc
+.venv/bin/pytest --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider "$@" || status=$?
+if [[ $status -ne 0 ]]; then
+    echo "== FAILED (exit $status): see ruff, mypy and pytest output above" >&2
+fi
+exit $status
