@@ -47,6 +47,7 @@ T0 = datetime(2026, 3, 14, 2, 0, 0, tzinfo=UTC)
 ATTACKER_IP = "203.0.113.66"
 KUBECTL_UA = "kubectl/v1.30.2 (linux/amd64) kubernetes/3968350"
 CURL_UA = "curl/8.5.0"
+KCM_UA = "kube-controller-manager/v1.30.2 (linux/amd64) kubernetes/3968350"
 WEB_UA = "shop-web/1.4.2 (linux/amd64) client-go/v0.29.3"
 CI_IP = "198.51.100.20"
 OPERATOR_IP = "192.0.2.10"
@@ -215,7 +216,7 @@ class Story:
             },
         }
 
-    def token_request(
+    def token_request(  # noqa: PLR0917 - mirrors the TokenRequest's fields
         self,
         at: datetime,
         requester: dict[str, Any],
@@ -281,7 +282,7 @@ def _ts(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _uri(
+def _uri(  # noqa: PLR0917 - the parts of a request path, in path order
     resource: str | None,
     ns: str | None,
     name: str | None,
@@ -721,7 +722,7 @@ def benign(provider: str) -> list[dict[str, Any]]:
         "update",
         dep,
         "10.0.0.2",
-        "kube-controller-manager/v1.30.2 (linux/amd64) kubernetes/3968350/system:serviceaccount:kube-system:deployment-controller",
+        KCM_UA + "/system:serviceaccount:kube-system:deployment-controller",
         resource="replicasets",
         namespace="shop",
         name="web-5c8d7f9b4",
@@ -742,7 +743,7 @@ def benign(provider: str) -> list[dict[str, Any]]:
         "create",
         rs,
         "10.0.0.2",
-        "kube-controller-manager/v1.30.2 (linux/amd64) kubernetes/3968350/system:serviceaccount:kube-system:replicaset-controller",
+        KCM_UA + "/system:serviceaccount:kube-system:replicaset-controller",
         resource="pods",
         namespace="shop",
         code=201,
@@ -870,7 +871,10 @@ def eks_envelope(events: list[dict[str, Any]], cluster: str) -> dict[str, Any]:
 def aks_envelope(
     events: list[dict[str, Any]], cluster: str, category: str = "kube-audit"
 ) -> dict[str, Any]:
-    rid = f"/SUBSCRIPTIONS/00000000-1111-2222-3333-444444444444/RESOURCEGROUPS/PROD/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{cluster.upper()}"
+    rid = (
+        "/SUBSCRIPTIONS/00000000-1111-2222-3333-444444444444/RESOURCEGROUPS/PROD/PROVIDERS/"
+        f"MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{cluster.upper()}"
+    )
     records = []
     for ev in events:
         if category == "kube-audit-admin" and ev["verb"] in ("get", "list", "watch"):

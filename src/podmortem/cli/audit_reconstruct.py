@@ -169,7 +169,10 @@ def actor_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
 
 
 def object_cmd(
-    spec: Annotated[str, typer.Argument(help="NAMESPACE/RESOURCE/NAME, or RESOURCE/NAME.")],
+    spec: Annotated[
+        str,
+        typer.Argument(help="NAMESPACE/RESOURCE/NAME, or RESOURCE/NAME for cluster scope."),
+    ],
     case_dir: CaseOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from conftest import PROVIDERS, attack_of, scenarios
 
 # The story's milestones, each recognised by a technique the step is tagged with (or the

@@ -389,7 +389,11 @@ def _judge(ch: CredentialChain, origins: Origins) -> None:
         return
     if not bound:
         return  # an unbound token (or a certificate): no origin to compare with
-    baseline_agents = {u.user_agent for u in ch.uses if u.client_ip in expected and u.user_agent}
+    # The bound workload's own user agent: that of its first use from where it is bound
+    # (uses are in time order). Later agents from the same place are noted, weakly: several
+    # containers of one pod share its token, and a user agent is whatever the client says.
+    home = [u for u in ch.uses if u.client_ip in expected and u.user_agent]
+    baseline_agents = {home[0].user_agent} if home else set()
     what = " or ".join(
         f"{label} ({', '.join(sorted(ip for ip, lab in expected.items() if lab == label))})"
         for label in sorted(set(expected.values()))

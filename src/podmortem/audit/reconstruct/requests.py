@@ -97,6 +97,7 @@ def select_requests(
     SELECT rowid AS row_id,
            coalesce(audit_id, event_key) AS rid,
            {event_time()} AS ts,
+           request_received IS NOT NULL AS received,
            coalesce(username, '') AS actor,
            {policy.sql()} AS actor_class,
            {client_ip()} AS client_ip,

@@ -97,7 +97,7 @@ def rows(
     check_table(table)
     cur = con.execute(
         f"""
-        SELECT ts, request_received IS NOT NULL AS received, rid, stage, actor, actor_class,
+        SELECT ts, received, rid, stage, actor, actor_class,
                client_ip, source_ips, user_agent, verb, obj_namespace, obj_resource,
                obj_subresource, obj_name, request_uri, {outcome()}, response_code,
                exec_command, exec_container, credential_id, bound_pod, bound_node, impersonated,

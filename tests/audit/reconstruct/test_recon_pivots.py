@@ -1,0 +1,143 @@
+"""Pivots over an index file and through the CLI: actor, object, credential."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from conftest import fixture_path, scenarios
+from podmortem.audit.reconstruct import pivots
+from podmortem.audit.sources import load
+from podmortem.cli.main import app
+from podmortem.errors import InputError
+
+WEB = "system:serviceaccount:shop:web"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("idx") / "index.duckdb"
+    con = duckdb.connect(str(path))
+    load(con, [fixture_path("attack", "native")])
+    con.close()
+    return path
+
+
+def _cli(*args: str) -> dict[str, Any]:
+    res = CliRunner().invoke(app, [*args] if "--" in args else [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def test_actor_pivot(index: Path) -> None:
+    doc = _cli("audit", "actor", WEB, "--index", str(index))
+    assert doc["actors"][0]["name"] == WEB
+    assert {s["client_ip"] for s in doc["sessions"]} == {
+        scenarios.WEB_POD_IP,
+        scenarios.ATTACKER_IP,
+    }
+    [chain] = [c for c in doc["credentials"] if c["credential_id"] == scenarios.WEB_JTI]
+    assert chain["misused"] and chain["issued"]["requester"].startswith("system:node:")
+    reach = {(b["client_ip"]): b for b in doc["blast_radius"]}
+    assert "shop/payments-db" in reach[scenarios.ATTACKER_IP]["reach"]["secrets"]["read"]
+    assert reach[scenarios.WEB_POD_IP]["reach"]["configmaps"]["read"] == ["shop/web-config"]
+    assert doc["requests_total"] == len(doc["timeline"]) or doc["timeline_shown"] == 50
+
+
+def test_anonymous_pivot_accepts_either_spelling(index: Path) -> None:
+    con = duckdb.connect(str(index), read_only=True)
+    a = pivots.actor(con, "system:anonymous")
+    b = pivots.actor(con, "")
+    assert a.requests_total == b.requests_total == 7
+
+
+def test_object_pivot_names_direct_and_list_readers(index: Path) -> None:
+    doc = _cli("audit", "object", "shop/secrets/payments-db", "--index", str(index))
+    assert [r["actor"] for r in doc["timeline"]] == [WEB]
+    assert doc["timeline"][0]["client_ip"] == scenarios.ATTACKER_IP
+    scopes = {(g["actor"], g["scope"]) for g in doc["readers_by_list"]}
+    assert {(WEB, "shop"), (WEB, "*")} <= scopes
+    assert all(g["actor"] != "system:anonymous" for g in doc["readers_by_list"])  # refused
+
+
+def test_cluster_scoped_object(index: Path) -> None:
+    name = f"system:{scenarios.BACKDOOR_SA}"
+    a = _cli("audit", "object", f"clusterrolebindings/{name}", "--index", str(index))
+    # A leading dash reads as an option: `--` ends the options.
+    b = _cli(
+        "audit", "object", "--index", str(index), "--json", "--", f"-/clusterrolebindings/{name}"
+    )
+    assert a["requests_total"] == b["requests_total"] == 1
+    assert a["timeline"][0]["verb"] == "create"
+
+
+def test_credential_pivot(index: Path) -> None:
+    doc = _cli("audit", "credential", scenarios.BACKDOOR_JTI, "--index", str(index))
+    [chain] = doc["credentials"]
+    assert chain["issued"]["requester"] == WEB
+    assert chain["actors"] == [f"system:serviceaccount:kube-system:{scenarios.BACKDOOR_SA}"]
+    # The issuance and every use are in the timeline.
+    assert doc["timeline"][0]["object"].endswith("/token")
+    assert len(doc["timeline"]) == 1 + chain["requests"]
+
+
+def test_terminal_output_escapes_evidence(index: Path, tmp_path: Path) -> None:
+    evil = "\x1b]0;pwned\x07[red]x[/red]"
+    path = tmp_path / "evil.duckdb"
+    con = duckdb.connect(str(path))
+    load(con, [fixture_path("attack", "native")])
+    con.execute("UPDATE audit_events SET user_agent = ? WHERE username = ?", [evil, WEB])
+    con.close()
+    res = CliRunner().invoke(app, ["audit", "actor", WEB, "--index", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+
+
+@pytest.mark.parametrize("spec", ["just-a-name", "a/b/c/d", "x" * 2000])
+def test_bad_object_spec_is_an_input_error(index: Path, spec: str) -> None:
+    con = duckdb.connect(str(index), read_only=True)
+    with pytest.raises(InputError):
+        pivots.object_(con, spec)
+
+
+def test_index_without_events_is_one_line_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    proc = subprocess.run(
+        [sys.executable, "-m", "podmortem", "audit", "actor", "bob", "--index", str(empty)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "audit_events" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_case_round_trip(tmp_path: Path) -> None:
+    """analyze --case stores the events; the pivots and the timeline read them from there."""
+    from podmortem.case import Case
+
+    case_dir = tmp_path / "case"
+    Case.init(case_dir, case_id="C-1", examiner="tester")
+    res = CliRunner().invoke(
+        app, ["audit", "analyze", str(fixture_path("attack", "eks")), "--case", str(case_dir)]
+    )
+    assert res.exit_code == 0, res.output
+    doc = _cli("audit", "credential", scenarios.WEB_JTI, "--case", str(case_dir))
+    assert doc["credentials"][0]["misused"]
+    res = CliRunner().invoke(app, ["audit", "timeline", "--case", str(case_dir), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    case = Case.open(case_dir)
+    [export] = [a for a in case.artifacts if a.path.startswith("artifacts/exports/audit-timeline")]
+    text = (case.root / export.path).read_text(encoding="utf-8")
+    assert text.splitlines()[0].startswith("message,datetime,timestamp,timestamp_desc")
+    assert "attack-1" in text  # narrative steps tagged from the case's stored findings
