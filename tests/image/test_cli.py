@@ -210,3 +210,16 @@ def test_terminal_output_is_escaped(
     assert rc == 0, err
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b" in out
+
+
+def test_layer_history_is_redacted_everywhere(tmp_path: Path) -> None:
+    from podmortem.image.analysis import analyze
+
+    spec = Spec(
+        layers=[[F("/a", b"a")]],
+        created_by=["RUN /bin/sh -c mysql -uroot --password hunter2secret < /init.sql"],
+    )
+    a = analyze(LAYOUTS["docker-oci"](spec, tmp_path))
+    assert "hunter2secret" not in json.dumps([x.to_dict() for x in a.layers])
+    assert "<redacted sha256:" in a.layers[0].created_by
+    assert any(f.rule_id == "image.secret.history" for f in a.findings)

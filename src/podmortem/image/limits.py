@@ -20,7 +20,8 @@ class Limits:
     max_layer_bytes: int = 64 << 30
     max_total_bytes: int = 256 << 30
     # Millions of tiny files: the per-path metadata we keep is bounded by this count.
-    max_members: int = 2_000_000
+    # About 600 bytes of memory each (path, hashes, merge index): 1M members ~ 600 MB.
+    max_members: int = 1_000_000
     # Deeply nested paths: real images stay under ~30 components and 1 KiB.
     max_path_depth: int = 128
     max_path_length: int = 4096

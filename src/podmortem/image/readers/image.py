@@ -9,6 +9,7 @@ from typing import Any
 
 from podmortem.errors import InputError
 from podmortem.findings import Caveat, Finding
+from podmortem.image.indicators import redact
 from podmortem.image.limits import Limits
 from podmortem.image.model import Layer
 from podmortem.image.readers.store import BlobStore, read_small
@@ -84,7 +85,9 @@ def apply_config(layers: list[Layer], config: dict[str, Any]) -> list[str]:
                 f"history has {len(non_empty)} non-empty entries for {len(layers)} layers"
             )
         for layer, h in zip(layers, non_empty, strict=False):
-            layer.created_by = str(h.get("created_by") or "")
+            # secrets typed into RUN lines live on in history: every consumer of the layer
+            # list (report, index, timeline) gets the redacted text; rules read the config
+            layer.created_by = redact(str(h.get("created_by") or ""))
             layer.created = str(h.get("created") or "")
             layer.comment = str(h.get("comment") or "")
     return problems
