@@ -1,13 +1,524 @@
-"""``podmortem cloud``: placeholder until the capability lands."""
+"""``podmortem cloud``: investigation procedures for EKS, AKS and GKE.
+
+``plan`` reads the live state and prints the ordered procedure; ``preserve`` and
+``contain`` act only with ``--execute`` and record every API call in the case's custody
+log; ``release`` undoes containment from that log; ``collect-logs`` pulls the control
+plane's audit log into the case; ``readiness`` checks a cluster's forensic readiness.
+
+Exit codes: 0 when every step ran, was already done, or was refused by the provider (the
+refusal is recorded); 1 when a step failed; the usual podmortem codes otherwise.
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-from podmortem.cli._pending import pending_group
+import typer
+from rich.console import Console
+
+from podmortem.errors import CapabilityUnavailable, InputError
+from podmortem.escape import for_terminal
+
+if TYPE_CHECKING:
+    from podmortem.case import Case
+    from podmortem.cloud.executor import Procedure, StepSet
+    from podmortem.cloud.model import StepReport, Target
+
+app = typer.Typer(help="Investigation procedures for EKS, AKS and GKE.", no_args_is_help=True)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(
-        pending_group("cloud", "Investigation procedures for EKS, AKS and GKE."), name="cloud"
+    root.add_typer(app, name="cloud")
+
+
+class ProviderName(StrEnum):
+    eks = "eks"
+    aks = "aks"
+    gke = "gke"
+
+
+ProviderArg = Annotated[ProviderName, typer.Argument(help="eks, aks or gke.")]
+ClusterOpt = Annotated[str, typer.Option("--cluster", help="Cluster name.")]
+PodOpt = Annotated[str | None, typer.Option("--pod", help="NAMESPACE/POD to investigate.")]
+NodeOpt = Annotated[str | None, typer.Option("--node", help="Kubernetes node name.")]
+InstanceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--instance-id",
+        help="EC2 instance id, AKS <scale set>/<instance id>, or GCE instance name.",
+    ),
+]
+CaseOpt = Annotated[Path | None, typer.Option("--case", help="Case folder (custody log).")]
+ExecuteOpt = Annotated[
+    bool, typer.Option("--execute", help="Really act. Without it nothing is changed.")
+]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")]
+# Provider configuration, named as each SDK's users know it.
+RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
+SubscriptionOpt = Annotated[
+    str | None, typer.Option("--subscription", envvar="AZURE_SUBSCRIPTION_ID", help="Azure sub.")
+]
+ResourceGroupOpt = Annotated[
+    str | None, typer.Option("--resource-group", help="AKS cluster's resource group.")
+]
+ProjectOpt = Annotated[
+    str | None, typer.Option("--project", envvar="GOOGLE_CLOUD_PROJECT", help="GCP project.")
+]
+LocationOpt = Annotated[str | None, typer.Option("--location", help="GKE region or zone.")]
+ZoneOpt = Annotated[str | None, typer.Option("--zone", help="GCE zone of --instance-id.")]
+KubeconfigOpt = Annotated[
+    Path | None, typer.Option("--kubeconfig", help="kubeconfig (default: usual lookup).")
+]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+NoKubeOpt = Annotated[
+    bool, typer.Option("--no-kube", help="Skip the Kubernetes-level steps (no API access).")
+]
+
+
+class Options:
+    """Everything a command needs to build its clients, gathered from the flags."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+    def __getattr__(self, name: str) -> Any:  # unset options read as None
+        return None
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def _kube(opts: Options) -> StepSet | None:
+    if opts.no_kube:
+        if opts.pod or opts.node:
+            raise InputError("--pod and --node need the Kubernetes API; drop --no-kube")
+        return None
+    try:
+        from kubernetes import client, config
+    except ImportError as exc:  # pragma: no cover - dependency
+        raise CapabilityUnavailable("the kubernetes client is not installed") from exc
+    from podmortem.cloud.kubernetes import KubernetesContainment
+
+    try:
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(opts.kubeconfig) if opts.kubeconfig else None, context=opts.context
+        )
+    except Exception as exc:  # no kubeconfig, bad context: say which, one line
+        if opts.pod or opts.node:
+            raise CapabilityUnavailable(f"cannot load the kubeconfig: {exc}") from exc
+        err.print("no Kubernetes API access: Kubernetes-level steps will be recorded as such")
+        return None
+    return KubernetesContainment(
+        client.CoreV1Api(api), client.AppsV1Api(api), client.NetworkingV1Api(api)
+    )
+
+
+def _cloud(provider: ProviderName, opts: Options) -> Any:
+    if provider is ProviderName.eks:
+        from podmortem.cloud.providers import aws
+
+        return aws.EksSteps(aws.session_factory(opts.profile, opts.region))
+    if provider is ProviderName.aks:
+        from podmortem.cloud.providers import azure
+
+        if not opts.subscription:
+            raise InputError("AKS needs --subscription (or AZURE_SUBSCRIPTION_ID)")
+        return azure.AksSteps(
+            azure.default_clients(opts.subscription), resource_group=opts.resource_group
+        )
+    from podmortem.cloud.providers import gcp
+
+    return gcp.GkeSteps(
+        gcp.default_clients(opts.project), project=opts.project, location=opts.location
+    )
+
+
+def _target(provider: ProviderName, cluster: str, opts: Options) -> Target:
+    from podmortem.cloud.model import Target
+
+    chosen = [x for x in (opts.pod, opts.node, opts.instance_id) if x]
+    if len(chosen) != 1:
+        raise InputError("give exactly one of --pod NAMESPACE/POD, --node NODE, --instance-id ID")
+    if opts.pod and (opts.pod.count("/") != 1 or not all(opts.pod.split("/"))):
+        raise InputError("--pod is NAMESPACE/POD")
+    t = Target(
+        provider=provider.value,
+        cluster=cluster,
+        pod=opts.pod,
+        node=opts.node,
+        instance=opts.instance_id,
+        zone=opts.zone,
+    )
+    if opts.location:
+        t.extra["location"] = opts.location
+    return t
+
+
+def _open_case(path: Path | None, required: bool) -> Case | None:
+    from podmortem.case import Case
+
+    if path is None:
+        if required:
+            raise InputError("--execute needs --case: every change is recorded in its custody log")
+        return None
+    return Case.open(path)
+
+
+def _procedure(provider: ProviderName, opts: Options, case: Case | None) -> Procedure:
+    from podmortem.cloud.executor import Procedure
+
+    return Procedure(_cloud(provider, opts), _kube(opts), case=case)
+
+
+# ----------------------------------------------------------------------------- output
+
+_STYLE = {
+    "would-change": "yellow",
+    "changed": "green",
+    "unchanged": "dim",
+    "not-applicable": "dim",
+    "not-permitted": "magenta",
+    "failed": "red",
+}
+
+
+def _print_step(n: int, report: StepReport) -> None:
+    status = str(report.outcome.status)
+    style = _STYLE.get(status, "")
+    console.print(
+        f"{n:>2}. [{style}]{status:<14}[/] {report.phase:<8} {report.step_id:<34} "
+        f"{for_terminal(report.outcome.reason)}"
+    )
+    writes = [c for c in report.calls if c.write]
+    for c in writes:
+        mark = "x" if c.error else "+"
+        console.print(f"      {mark} {c.service}.{c.method}", markup=False)
+
+
+def _print_texts(provider: str, ids: list[str]) -> None:
+    from podmortem.cloud.playbook import procedure
+
+    specs = {s.id: s for s in procedure(provider)}  # type: ignore[arg-type]
+    for sid in ids:
+        s = specs.get(sid)
+        if s is None:
+            continue
+        console.print(f"\n[bold]{s.id}[/] ({s.phase}): {s.title}")
+        console.print(f"  why:  {s.why}", markup=False)
+        console.print(f"  risk: {s.risk}", markup=False)
+        console.print(f"  undo: {s.undo}", markup=False)
+        console.print(f"  api:  {', '.join(s.api_calls)}", markup=False)
+
+
+def _finish(reports: list[StepReport], json_out: Path | None, target: Target, what: str) -> None:
+    from podmortem.cloud.executor import summarize
+    from podmortem.cloud.model import Status
+
+    counts = summarize(reports)
+    changed = counts.get(str(Status.CHANGED), 0)
+    would = counts.get(str(Status.WOULD_CHANGE), 0)
+    failed = counts.get(str(Status.FAILED), 0)
+    if json_out:
+        json_out.write_text(
+            json.dumps(
+                {
+                    "target": target.to_dict(),
+                    "what": what,
+                    "summary": counts,
+                    "steps": [r.to_dict() for r in reports],
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
+    parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    if not changed and not would and not failed:
+        console.print(f"{what}: nothing to do ({parts})")
+    else:
+        console.print(f"{what}: {parts}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _opts(**kw: Any) -> Options:
+    return Options(**kw)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _run(
+    provider: ProviderName,
+    cluster: str,
+    opts: Options,
+    phases: tuple[str, ...],
+    *,
+    execute: bool,
+    case_path: Path | None,
+    json_out: Path | None,
+    what: str,
+    explain: bool,
+) -> None:
+    case = _open_case(case_path, required=execute)
+    proc = _procedure(provider, opts, case)
+    target = proc.resolve(_target(provider, cluster, opts))
+    console.print(
+        f"{what} {provider.value} cluster {for_terminal(cluster)}: pod={for_terminal(target.pod)}"
+        f" node={for_terminal(target.node)} instance={for_terminal(target.instance)}"
+        + ("" if execute else "  [yellow](dry run: nothing will be changed)[/]")
+    )
+    counter = iter(range(1, 1000))
+    reports = proc.run(
+        target,
+        phases,  # type: ignore[arg-type]
+        execute=execute,
+        on_step=lambda r: _print_step(next(counter), r),
+    )
+    if explain:
+        _print_texts(provider.value, [r.step_id for r in reports])
+    _finish(reports, json_out, target, what)
+
+
+@app.command("plan")
+def plan(  # noqa: PLR0917 - typer maps parameters to options
+    provider: ProviderArg,
+    cluster: ClusterOpt,
+    pod: PodOpt = None,
+    node: NodeOpt = None,
+    instance_id: InstanceOpt = None,
+    case: CaseOpt = None,
+    json_out: JsonOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    subscription: SubscriptionOpt = None,
+    resource_group: ResourceGroupOpt = None,
+    project: ProjectOpt = None,
+    location: LocationOpt = None,
+    zone: ZoneOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    no_kube: NoKubeOpt = False,
+) -> None:
+    """Read the live state and print the ordered procedure (why, risk, undo). Changes
+    nothing; with --case the reads are recorded in its custody log."""
+    opts = _opts(**{k: v for k, v in locals().items() if k not in ("provider", "cluster")})
+    _run(
+        provider,
+        cluster,
+        opts,
+        ("preserve", "contain"),
+        execute=False,
+        case_path=case,
+        json_out=json_out,
+        what="plan",
+        explain=True,
+    )
+
+
+def _phase_command(phase: str, doc: str) -> None:
+    def command(  # noqa: PLR0917 - typer maps parameters to options
+        provider: ProviderArg,
+        cluster: ClusterOpt,
+        pod: PodOpt = None,
+        node: NodeOpt = None,
+        instance_id: InstanceOpt = None,
+        case: CaseOpt = None,
+        execute: ExecuteOpt = False,
+        json_out: JsonOpt = None,
+        region: RegionOpt = None,
+        profile: ProfileOpt = None,
+        subscription: SubscriptionOpt = None,
+        resource_group: ResourceGroupOpt = None,
+        project: ProjectOpt = None,
+        location: LocationOpt = None,
+        zone: ZoneOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        no_kube: NoKubeOpt = False,
+    ) -> None:
+        opts = _opts(**{k: v for k, v in locals().items() if k not in ("provider", "cluster")})
+        _run(
+            provider,
+            cluster,
+            opts,
+            (phase,),
+            execute=execute,
+            case_path=case,
+            json_out=json_out,
+            what=phase,
+            explain=False,
+        )
+
+    command.__doc__ = doc
+    app.command(phase)(command)
+
+
+_phase_command(
+    "preserve",
+    "Protect the node and its disks from deletion and snapshot them (only with --execute).",
+)
+_phase_command(
+    "contain",
+    "Detach, isolate and cordon; cloud network isolation (only with --execute).",
+)
+
+
+@app.command("release")
+def release(  # noqa: PLR0917 - typer maps parameters to options
+    provider: ProviderArg,
+    cluster: ClusterOpt,
+    case: Annotated[Path, typer.Option("--case", help="Case folder whose custody log to undo.")],
+    pod: PodOpt = None,
+    node: NodeOpt = None,
+    instance_id: InstanceOpt = None,
+    execute: ExecuteOpt = False,
+    include_preserve: Annotated[
+        bool,
+        typer.Option("--include-preserve", help="Also undo reversible preservation steps."),
+    ] = False,
+    json_out: JsonOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    subscription: SubscriptionOpt = None,
+    resource_group: ResourceGroupOpt = None,
+    project: ProjectOpt = None,
+    location: LocationOpt = None,
+    zone: ZoneOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    no_kube: NoKubeOpt = False,
+) -> None:
+    """Undo the containment this case recorded, newest first (only with --execute).
+    Snapshots are never deleted."""
+    opts = _opts(**{k: v for k, v in locals().items() if k not in ("provider", "cluster")})
+    c = _open_case(case, required=True)
+    proc = _procedure(provider, opts, c)
+    target = proc.resolve(_target(provider, cluster, opts))
+    phases = ("contain", "preserve") if include_preserve else ("contain",)
+    pending = proc.pending_releases(target, phases)  # type: ignore[arg-type]
+    if not execute:
+        for n, item in enumerate(pending, 1):
+            console.print(f"{n:>2}. would undo {item['step']} (recorded {item['hash'][:12]})")
+        console.print(f"release: {len(pending)} change(s) to undo (dry run)")
+        return
+    counter = iter(range(1, 1000))
+    reports = proc.release(
+        target,
+        phases,  # type: ignore[arg-type]
+        execute=True,
+        on_step=lambda r: _print_step(next(counter), r),
+    )
+    _finish(reports, json_out, target, "release")
+
+
+def _when(text: str, now: datetime) -> datetime:
+    """ISO 8601 (naive means UTC) or a relative ``30m``/``6h``/``2d`` before now."""
+    t = text.strip()
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if t and t[-1] in units and t[:-1].isdigit():
+        return now - timedelta(seconds=int(t[:-1]) * units[t[-1]])
+    try:
+        parsed = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InputError(f"cannot read time {text!r}: use ISO 8601 or 30m/6h/2d") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command("collect-logs")
+def collect_logs(  # noqa: PLR0917 - typer maps parameters to options
+    provider: ProviderArg,
+    cluster: ClusterOpt,
+    since: Annotated[str, typer.Option("--since", help="ISO 8601 time or 30m/6h/2d ago.")],
+    case: Annotated[Path, typer.Option("--case", help="Case folder to collect into.")],
+    until: Annotated[str | None, typer.Option("--until", help="End (default: now).")] = None,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, max=10000)] = 1000,
+    workspace_id: Annotated[
+        str | None, typer.Option("--workspace-id", help="AKS: Log Analytics workspace id.")
+    ] = None,
+    table: Annotated[
+        str, typer.Option("--table", help="AKS: AKSAudit, AKSAuditAdmin or AzureDiagnostics.")
+    ] = "AKSAudit",
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    subscription: SubscriptionOpt = None,
+    resource_group: ResourceGroupOpt = None,
+    project: ProjectOpt = None,
+    location: LocationOpt = None,
+) -> None:
+    """Pull the control plane's audit log into the case, page by page, ready for
+    ``podmortem audit analyze``."""
+    from podmortem.case import Case
+    from podmortem.cloud.calls import CallLog
+    from podmortem.cloud.logs import Collected, collect
+
+    now = datetime.now(UTC)
+    start, end = _when(since, now), _when(until, now) if until else now
+    if start >= end:
+        raise InputError("--since must be before --until")
+    c = Case.open(case)
+    opts = _opts(
+        region=region,
+        profile=profile,
+        subscription=subscription,
+        resource_group=resource_group,
+        project=project,
+        location=location,
+    )
+    steps = _cloud(provider, opts)
+    if provider is ProviderName.eks:
+        source = "eks-filter-log-events"
+
+        def pages(calls: CallLog) -> Any:
+            return steps.audit_log_pages(calls, cluster, start, end, page_size)
+    elif provider is ProviderName.gke:
+        source = "gke-logentry-array"
+
+        def pages(calls: CallLog) -> Any:
+            return steps.audit_log_pages(calls, cluster, start, end, page_size)
+    else:
+        if not workspace_id:
+            raise InputError("AKS needs --workspace-id (the cluster's Log Analytics workspace)")
+        source = f"aks-log-analytics-{table}"
+        from podmortem.cloud.model import Target
+
+        target = Target(provider="aks", cluster=cluster)
+
+        def pages(calls: CallLog) -> Any:
+            steps.resolve(target, calls)
+            return steps.audit_log_pages(
+                calls,
+                workspace_id=workspace_id,
+                cluster_id=str(target.extra["cluster_id"]),
+                table=table,
+                since=start,
+                until=end,
+                page_size=page_size,
+            )
+
+    def progress(done: Collected) -> None:
+        err.print(f"  page {done.pages}: {done.records} records, {done.bytes} bytes", end="\r")
+
+    result = collect(
+        c,
+        provider=provider.value,
+        cluster=cluster,
+        source=source,
+        pages=pages,
+        since=start,
+        until=end,
+        progress=progress if sys.stderr.isatty() else None,
+    )
+    console.print(
+        f"collected {result.records} audit records in {result.pages} page(s) "
+        f"({result.bytes} bytes) into {for_terminal(case)}; "
+        f"next: podmortem audit analyze {for_terminal(case)}/artifacts/cloud/{provider.value}"
     )

@@ -150,8 +150,17 @@ class CallLog:
     """Collects the calls of one step. ``read`` calls always run; ``write`` calls are the
     ones a dry run must never make, so the step asks :attr:`execute` before making them."""
 
-    def __init__(self, *, execute: bool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        execute: bool,
+        keep_responses: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.execute = execute
+        # Log collection stores each response as an artifact; the custody record then keeps
+        # only the response's hash instead of a second (truncated) copy.
+        self.keep_responses = keep_responses
         self.calls: list[CallRecord] = []
         self._clock = clock
 
@@ -188,7 +197,11 @@ class CallLog:
                 raise ProviderRefused(rec.error_code, str(exc)[:500]) from exc
             raise
         rec.duration_s = round(self._clock() - t0, 6)
-        rec.response, rec.response_sha256, rec.response_truncated = bounded(_strip(result))
+        kept, rec.response_sha256, rec.response_truncated = bounded(_strip(result))
+        if self.keep_responses:
+            rec.response = kept
+        else:
+            rec.response_truncated = True
         return result
 
 

@@ -48,8 +48,11 @@ UndoFn = Callable[[StepContext, Mapping[str, Any]], Outcome]
 class StepSet(Protocol):
     """A provider module (or the Kubernetes containment) as the executor sees it."""
 
-    steps: Mapping[str, StepFn]
-    undos: Mapping[str, UndoFn]
+    @property
+    def steps(self) -> Mapping[str, StepFn]: ...
+
+    @property
+    def undos(self) -> Mapping[str, UndoFn]: ...
 
     def resolve(self, target: Target, calls: CallLog) -> None: ...
 
