@@ -139,3 +139,21 @@ def test_evidence_snippets_are_redacted() -> None:
     (hit,) = [h for h in notes.hits if h.rule_id == "image.config.download_exec"]
     assert "Sup3rS3cret" not in " ".join(hit.evidence)
     assert "<redacted sha256:" in " ".join(hit.evidence)
+
+
+@pytest.mark.parametrize("at", [(1 << 20) - 3, (1 << 20) - 512 - 3, 3 << 20])
+def test_miner_strings_deep_in_an_executable(tmp_path: Path, at: int) -> None:
+    """Beyond the scanned head, executables are still searched whole as they stream, also
+    when a needle straddles two read chunks."""
+    from podmortem.image.analysis import analyze
+
+    from .builders import LAYOUTS, F, Spec
+
+    body = bytearray(b"\x7fELF\x02\x01\x01" + b"\0" * ((4 << 20) - 7))
+    body[at : at + 11] = b"cryptonight"
+    lib = bytes(body)
+    layers = [[F("/usr/local/bin/updater", lib, mode=0o755), F("/usr/lib/libz.so", lib)]]
+    a = analyze(LAYOUTS["docker-oci"](Spec(layers=layers), tmp_path))
+    hits = [f for f in a.findings if f.rule_id == "image.miner.binary"]
+    assert [f.extra["path"] for f in hits] == ["/usr/local/bin/updater"]  # libraries: head only
+    assert f"at byte {at}" in hits[0].summary

@@ -41,7 +41,7 @@ class _Inspector:
             capture = self.limits.capture_bytes
         head = self.limits.scan_head_bytes if self.ind.wants_content(entry) else 0
         yara = self.limits.yara_max_bytes if self.yara else 0
-        return Plan(head=head, capture=capture, yara=yara)
+        return Plan(head=head, capture=capture, yara=yara, needles=self.ind.needles_for(entry))
 
     def visit(self, entry: Entry, data: bytes, complete: bool) -> None:
         if entry.kind in ("whiteout", "opaque"):

@@ -54,6 +54,8 @@ class Plan:
     head: int = 0
     capture: int = 0
     yara: int = 0
+    # literal strings to look for in the WHOLE file as it streams past (executables)
+    needles: tuple[bytes, ...] = ()
 
     @property
     def want(self) -> int:
@@ -348,6 +350,7 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
                     entry.sha256, entry.md5, entry.sha1 = src.sha256, src.md5, src.sha1
                     entry.is_elf, entry.is_script = src.is_elf, src.is_script
                     entry.is_text = src.is_text
+                    entry.needles_found = src.needles_found
                     entry.size = src.size
             elif kind == "sparse":
                 counter.notes.caveat(
@@ -387,6 +390,10 @@ def _hash_file(
     parts: list[bytes] = []
     got = 0
     first = True
+    needles: tuple[bytes, ...] = ()
+    found: dict[bytes, int] = {}
+    carry = b""
+    offset = 0
     for chunk in walker.chunks():
         if first:
             first = False
@@ -403,7 +410,21 @@ def _hash_file(
             if inspector:
                 plan = inspector.plan(entry)
                 want = plan.want
+                needles = plan.needles
         h.update(chunk)
+        if needles:
+            # a needle may straddle two chunks: search the previous chunk's tail with this one
+            window = carry + bytes(chunk) if carry else bytes(chunk)
+            for n in needles:
+                if n not in found:
+                    pos = window.find(n)
+                    if pos >= 0:
+                        found[n] = offset - len(carry) + pos
+            keep = max(len(n) for n in needles) - 1
+            carry = window[-keep:] if keep else b""
+            offset += len(chunk)
+            if len(found) == len(needles):
+                needles = ()
         if md5 is not None and sha1 is not None:
             md5.update(chunk)
             sha1.update(chunk)
@@ -419,6 +440,8 @@ def _hash_file(
         if inspector:
             plan = inspector.plan(entry)
     entry.sha256 = h.hexdigest()
+    if found:
+        entry.needles_found = tuple(sorted(found.items(), key=lambda x: x[1]))
     if md5 is not None and sha1 is not None:
         entry.md5 = md5.hexdigest()
         entry.sha1 = sha1.hexdigest()

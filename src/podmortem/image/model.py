@@ -28,6 +28,8 @@ class Entry:
     is_elf: bool = False
     is_script: bool = False
     is_text: bool = False  # no NUL in the first KiB, not ELF
+    # (needle, byte offset) for whole-file needle scans of executables
+    needles_found: tuple[tuple[bytes, int], ...] = ()
     # Filled by the merge: the layer that deleted or replaced this version, and how.
     hidden_by: int | None = None
     hidden_how: str = ""

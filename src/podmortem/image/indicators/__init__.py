@@ -156,6 +156,8 @@ class ContentMatcher:
     patterns: tuple[re.Pattern[bytes], ...]
     secret: bool
     skip_comments: bool = False
+    # also search the needles through the whole of executable files, not just the head
+    whole_executables: bool = False
 
     @classmethod
     def build(cls, rule: Rule) -> ContentMatcher:
@@ -174,6 +176,7 @@ class ContentMatcher:
             tuple(re.compile(str(x).encode("utf-8")) for x in p.get("patterns") or ()),
             bool(p.get("secret")),
             bool(p.get("skip_comment_lines")),
+            bool(p.get("whole_executables")),
         )
 
     def selects(self, entry: Entry, types: set[str], any_path: bool) -> bool:
@@ -320,6 +323,16 @@ class Indicators:
             p for c in self.content for p in c.rule.params.get("paths") or ()
         )
         self._content_types = frozenset(t for c in self.content for t in c.file_types)
+        self.stream_needles: tuple[bytes, ...] = tuple(
+            dict.fromkeys(n for c in self.content if c.whole_executables for n in c.needles)
+        )
+
+    def needles_for(self, entry: Entry) -> tuple[bytes, ...]:
+        """Needles to search through the whole file while it streams: executables only
+        (their cost is what executables weigh, a fraction of an image)."""
+        if entry.is_elf and entry.mode & 0o111:
+            return self.stream_needles
+        return ()
 
     def wants_content(self, entry: Entry) -> bool:
         """Could any content rule read this file? (decided before content is read, from the
@@ -360,7 +373,18 @@ class Indicators:
                 continue
             if cm.ignore_case and folded is None:
                 folded = data.lower()
-            for m in cm.scan(data, folded):
+            matches = cm.scan(data, folded)
+            if not matches and cm.whole_executables and entry.needles_found:
+                beyond = [(n, off) for n, off in entry.needles_found if n in cm.needles]
+                if beyond:
+                    needle, off = beyond[0]
+                    text = needle.decode("utf-8", "replace")
+                    add(
+                        cm.rule,
+                        f"{cm.rule.title}: {entry.path} contains {text!r} at byte {off}",
+                        tuple(f"{n.decode('utf-8', 'replace')!r} at byte {o}" for n, o in beyond),
+                    )
+            for m in matches:
                 where = f"{entry.path}:{line_of(data, m.start())}"
                 if cm.secret:
                     summary, ev = secret_evidence(m, where)
