@@ -135,7 +135,22 @@ class ImageDocument:
     @property
     def layers(self) -> list[dict[str, Any]]:
         layers = self.data.get("layers")
-        return [x for x in layers if isinstance(x, dict)] if isinstance(layers, list) else []
+        if not isinstance(layers, list):
+            return []
+        out = []
+        for x in layers:
+            if isinstance(x, dict):
+                # path lists of the wrong type count as empty (their values stay displayable)
+                out.append(
+                    {
+                        **x,
+                        **{
+                            k: x[k] if isinstance(x.get(k), list) else []
+                            for k in ("added", "modified", "deleted")
+                        },
+                    }
+                )
+        return out
 
     @property
     def refs(self) -> set[str]:
@@ -383,8 +398,12 @@ def _runtime(ev: CaseEvidence, arts: list[ArtifactRecord]) -> None:
             if not isinstance(t, dict):
                 continue
             name = str(t.get("target") or "")
-            ident = t.get("identity") if isinstance(t.get("identity"), dict) else {}
-            rt = RuntimeTarget(name, dict(ident or {}), {}, complete=bool(t.get("complete")))
+            ident = _clean(t["identity"]) if isinstance(t.get("identity"), dict) else {}
+            if not isinstance(ident.get("labels"), dict):
+                ident["labels"] = {}
+            if not isinstance(ident.get("pod"), dict):
+                ident["pod"] = {}
+            rt = RuntimeTarget(name, ident, {}, complete=t.get("complete") is True)
             rt.artifact = art.path
             by_target[name] = rt
             ev.runtime.append(rt)
@@ -394,14 +413,53 @@ def _runtime(ev: CaseEvidence, arts: list[ArtifactRecord]) -> None:
                     idoc = _read_json(ev, ia, 16 << 20)
                     if isinstance(idoc, dict):
                         rt.inspect = idoc
-        for key, attr in (
-            ("processes", "processes"),
-            ("sockets", "sockets"),
-            ("fs_changes", "fs_changes"),
-        ):
-            for item in doc.get(key) or []:
+        for key in ("processes", "sockets", "fs_changes"):
+            items = doc.get(key)
+            for item in items if isinstance(items, list) else []:
                 if isinstance(item, dict) and str(item.get("target")) in by_target:
-                    getattr(by_target[str(item.get("target"))], attr).append(item)
+                    getattr(by_target[str(item.get("target"))], key).append(_clean(item))
+
+
+# Fields the report computes with; anything else is only displayed (as text). A document of
+# the wrong shape (a pid that is a list, a command line that is a string) must not stop the
+# report: numbers that are not integers become None, text becomes str, argv a list of str.
+_INTS = (
+    "pid",
+    "ns_pid",
+    "ppid",
+    "size",
+    "uid",
+    "local_port",
+    "remote_port",
+    "inode",
+    "restart_count",
+)
+
+
+def as_int(value: object) -> int:
+    """An integer from a document, 0 for anything else (hostile or missing)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+_TEXTS = ("path", "change", "type", "exe", "mtime", "start_time", "sha256", "exe_sha256")
+
+
+def _clean(item: dict[str, Any]) -> dict[str, Any]:
+    out = dict(item)
+    for k in _INTS:
+        if k in out:
+            v = out[k]
+            out[k] = v if isinstance(v, int) and not isinstance(v, bool) else None
+    for k in _TEXTS:
+        if k in out and out[k] is not None and not isinstance(out[k], str):
+            out[k] = str(out[k])
+    if "cmdline" in out:
+        argv = out["cmdline"]
+        out["cmdline"] = [str(x) for x in argv] if isinstance(argv, list) else [str(argv)]
+    for k in ("exe_deleted", "exe_memfd"):
+        if k in out:
+            out[k] = out[k] is True
+    return out
 
 
 def _target_dir(target: str) -> str:

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from podmortem.report.evidence import AuditEvent, CaseEvidence, ImageDocument, RuntimeTarget
+from podmortem.report.evidence import (
+    AuditEvent,
+    CaseEvidence,
+    ImageDocument,
+    RuntimeTarget,
+    as_int,
+)
 from podmortem.report.timeline import Entry
 
 SKEW = timedelta(seconds=5)
@@ -221,14 +227,19 @@ def _image_paths(img: ImageDocument) -> dict[str, tuple[int, str]]:
     """The merged view of the image: path -> (layer that last wrote it, created_by)."""
     merged: dict[str, tuple[int, str]] = {}
     for layer in img.layers:
-        idx = int(layer.get("index") or 0)
+        idx = as_int(layer.get("index"))
         by = str(layer.get("created_by") or "")
         for key in ("added", "modified"):
-            for path in (layer.get(key) or [])[:MAX_IMAGE_PATHS]:
+            for path in _paths(layer, key):
                 merged["/" + str(path).lstrip("/")] = (idx, by)
-        for path in layer.get("deleted") or []:
+        for path in _paths(layer, "deleted"):
             merged.pop("/" + str(path).lstrip("/"), None)
     return merged
+
+
+def _paths(layer: dict[str, Any], key: str) -> list[Any]:
+    paths = layer.get(key)
+    return paths[:MAX_IMAGE_PATHS] if isinstance(paths, list) else []
 
 
 def _image_origin(rt: RuntimeTarget, images: list[ImageDocument]) -> list[Link]:

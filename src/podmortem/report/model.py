@@ -471,7 +471,7 @@ def _gaps(ev: CaseEvidence) -> list[str]:
     if "aks" in providers:
         gaps.append("AKS kube-audit-admin omits get and list requests.")
     for rt in ev.runtime:
-        restarts = int(rt.identity.get("restart_count") or 0)
+        restarts = evidence.as_int(rt.identity.get("restart_count"))
         if restarts:
             gaps.append(
                 f"{rt.target} restarted {restarts} time(s) before acquisition: the "

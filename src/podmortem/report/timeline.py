@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from podmortem.findings import Finding, Provenance, Severity
-from podmortem.report.evidence import CaseEvidence, RuntimeTarget, parse_time
+from podmortem.report.evidence import CaseEvidence, RuntimeTarget, as_int, parse_time
 
 AUDIT = "audit"
 RUNTIME = "runtime"
@@ -149,7 +149,7 @@ def _runtime(rt: RuntimeTarget) -> list[Entry]:
     state = doc.get("State") if isinstance(doc.get("State"), dict) else {}
     created = parse_time(doc.get("Created"))
     started = parse_time(state.get("StartedAt")) if state else None
-    restarts = int(doc.get("RestartCount") or rt.identity.get("restart_count") or 0)
+    restarts = as_int(doc.get("RestartCount")) or as_int(rt.identity.get("restart_count"))
     if created:
         out.append(
             Entry(
@@ -334,6 +334,10 @@ def _findings(ev: CaseEvidence) -> list[Entry]:
 def _custody(ev: CaseEvidence) -> list[Entry]:
     out = []
     for rec in ev.custody[:MAX_CUSTODY_ENTRIES]:
+        if rec.action == "artifact_started":
+            # Every artifact_added has one; an unmatched one (an interrupted write) is what
+            # case verification reports, in the evidence table and the custody status.
+            continue
         d = rec.details
         subject = str(d.get("path") or d.get("analysis") or d.get("case_id") or "")
         summary = rec.action.replace("_", " ")
