@@ -23,11 +23,13 @@ import duckdb
 
 from podmortem.audit.actors import ActorPolicy
 from podmortem.audit.correlate import run_correlation
+from podmortem.audit.fieldmap import FieldMap
 from podmortem.audit.model import TABLE
 from podmortem.audit.ruleset import AuditRule, RuleError, RuleSet
 from podmortem.findings import Finding, Provenance, Severity
 
 HITS = "audit_hits"
+ACTORS = "audit_actor_classes"
 MAX_AUDIT_IDS = 1000  # per finding; the true count is always given alongside
 # Event time: the stage timestamp, else when the request was received.
 TS = 'coalesce("stage_timestamp", "request_received")'
@@ -71,7 +73,7 @@ def run(
     result = EngineResult()
     detections = ruleset.detections
     t0 = _time.perf_counter()
-    ok_rules = _match(con, detections, table, result)
+    ok_rules = _match(con, detections, table, result, policy)
     result.seconds["match"] = _time.perf_counter() - t0
 
     t1 = _time.perf_counter()
@@ -108,15 +110,34 @@ def _match(
     rules: Sequence[AuditRule],
     table: str,
     result: EngineResult,
+    policy: ActorPolicy,
 ) -> list[AuditRule]:
     """Fill the hit table; a rule whose SQL fails at run time is reported and left out."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {HITS} (r INTEGER, row_id BIGINT)")
     branches = [(i, r) for i, r in enumerate(rules) if r.sql]
     if not branches:
         return []
+    # Rules that test `actorClass` would evaluate the class CASE (dozens of patterns) on
+    # every row, and DuckDB does not reliably run it after the cheap conditions. The class
+    # depends only on (username, groups): classify each distinct pair once and join.
+    marker = FieldMap.default().resolve("actorClass").sql
+    if any(marker in (r.sql or "") for _, r in branches):
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ACTORS} AS SELECT username AS a_user,"
+            f" user_groups AS a_groups, {policy.sql()} AS actor_class"
+            f' FROM (SELECT DISTINCT username, user_groups FROM "{table}")'
+        )
 
     def select(i: int, r: AuditRule) -> str:
-        return f'SELECT {i} AS r, rowid AS row_id FROM "{table}" WHERE {r.sql}'
+        sql = r.sql or "FALSE"
+        if marker in sql:
+            return (
+                f'SELECT {i} AS r, e.rowid AS row_id FROM "{table}" e JOIN {ACTORS} a'
+                " ON a.a_user IS NOT DISTINCT FROM e.username"
+                " AND a.a_groups IS NOT DISTINCT FROM e.user_groups"
+                f" WHERE {sql.replace(marker, 'a.actor_class')}"
+            )
+        return f'SELECT {i} AS r, rowid AS row_id FROM "{table}" WHERE {sql}'
 
     try:
         con.execute(f"INSERT INTO {HITS} " + " UNION ALL ".join(select(i, r) for i, r in branches))

@@ -128,10 +128,16 @@ class FieldMap:
             )
         head, _, rest = name.partition(".")
         if head in self.prefix_aliases and rest:
-            parts = [self._resolve(f"{p}.{rest}", depth + 1) for p in self.prefix_aliases[head]]
+            targets = self.prefix_aliases[head]
+            first = [t.split(".") for t in targets]
+            if all(len(t) == 2 and t[0] == "podSpec" and t[1] in self.array_keys for t in first):
+                # e.g. containers.image: the containers, init and ephemeral containers of the
+                # pod spec, all found in one parse of the request body
+                return self._pod_arrays([t[1] for t in first], rest)
+            parts = [self._resolve(f"{p}.{rest}", depth + 1) for p in targets]
             return _union(parts)
         if head == "podSpec" and rest:
-            return self._json_path(self._pod_spec_sql(), rest)
+            return self._pod_field(rest)
         for root_name, root in self.json_roots.items():
             if name == root_name:
                 # The whole object as JSON text, for |contains and |re over a body whose
@@ -161,18 +167,47 @@ class FieldMap:
             f"json_extract_string({json_sql}, '{path}')", "list" if is_list else "scalar"
         )
 
-    def _pod_spec_sql(self) -> str:
-        """The request's pod spec wherever the workload kind puts it (first present wins);
-        one multi-path extract so the body is parsed once."""
-        paths = []
+    def _pod_paths(self, suffix: str) -> str:
+        """DuckDB path list: ``suffix`` under every place a pod spec can sit."""
+        out = []
         for p in self.pod_spec_paths:
             root, _, sub = p.partition(".")
             if root != "requestObject":
                 raise UnknownFieldError(f"pod spec path {p!r} must start with requestObject")
-            paths.append("'$." + ".".join(_quote_key(k) for k in sub.split(".")) + "'")
+            keys = [*sub.split("."), *suffix.split(".")]
+            out.append("'$." + ".".join(_quote_key(k) for k in keys) + "'")
+        return "[" + ", ".join(out) + "]"
+
+    def _pod_field(self, rest: str) -> FieldExpr:
+        """``podSpec.<rest>`` wherever the workload kind puts the pod spec. One multi-path
+        extract parses the body once; a path with an array step extracts the array first and
+        then walks its (much smaller) elements."""
+        keys = rest.split(".")
+        if any(not k for k in keys):
+            raise UnknownFieldError(f"empty path segment in podSpec.{rest}")
+        split = next((i for i, k in enumerate(keys) if k in self.array_keys), None)
         col = self.json_roots["requestObject"].column
-        return (
-            f'list_filter(json_extract("{col}", [{", ".join(paths)}]), lambda p: p IS NOT NULL)[1]'
+        if split is None:
+            return FieldExpr(
+                f'list_filter(json_extract_string("{col}", {self._pod_paths(rest)}),'
+                " lambda p: p IS NOT NULL)[1]"
+            )
+        return self._pod_arrays([".".join(keys[: split + 1])], ".".join(keys[split + 1 :]))
+
+    def _pod_arrays(self, arrays: list[str], rest: str) -> FieldExpr:
+        """Elements' ``rest`` of the arrays ``arrays`` (paths under the pod spec ending at an
+        array key), across every pod spec location: one parse of the body for all."""
+        col = self.json_roots["requestObject"].column
+        paths = ", ".join(self._pod_paths(a)[1:-1] for a in arrays)
+        inner = "$[*]"
+        for key in rest.split(".") if rest else []:
+            if not key:
+                raise UnknownFieldError(f"empty path segment in {rest!r}")
+            inner += "." + _quote_key(key) + ("[*]" if key in self.array_keys else "")
+        return FieldExpr(
+            f'flatten(list_transform(list_filter(json_extract("{col}", [{paths}]),'
+            f" lambda a: a IS NOT NULL), lambda a: json_extract_string(a, '{inner}')))",
+            "list",
         )
 
 
