@@ -28,9 +28,15 @@ def _arm_error(status: int, code: str, message: str) -> tuple[int, Any]:
 
 
 class FakeAzure(RecordingServer):
-    def __init__(self, locked: bool = False, audit_rows: int = 0) -> None:
+    def __init__(
+        self,
+        locked: bool = False,
+        audit_rows: int = 0,
+        categories: tuple[str, ...] = ("kube-audit-admin",),
+    ) -> None:
         super().__init__()
         self.locked = locked
+        self.categories = categories
         self.vm: dict[str, Any] = {
             "id": VM,
             "name": f"{VMSS}_{VM_ID}",
@@ -111,6 +117,22 @@ class FakeAzure(RecordingServer):
             body["properties"]["provisioningState"] = "Succeeded"
             self.vm = {**self.vm, **body}
             return 200, self.vm
+
+        @self.route("GET", "/*" + MC + "/providers/Microsoft.Insights/diagnosticSettings")
+        def diag(req: Request, m: Any) -> tuple[int, Any]:
+            return 200, {
+                "value": [
+                    {
+                        "id": MC + "/providers/Microsoft.Insights/diagnosticSettings/audit",
+                        "name": "audit",
+                        "properties": {
+                            "workspaceId": "/subscriptions/x/workspaces/w",
+                            "logs": [{"category": c, "enabled": True} for c in self.categories]
+                            + [{"category": "guard", "enabled": False}],
+                        },
+                    }
+                ]
+            }
 
         snap = f"{NRG}/providers/Microsoft.Compute/snapshots/(?P<n>[^/]+)"
 

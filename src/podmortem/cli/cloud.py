@@ -522,3 +522,95 @@ def collect_logs(  # noqa: PLR0917 - typer maps parameters to options
         f"({result.bytes} bytes) into {for_terminal(case)}; "
         f"next: podmortem audit analyze {for_terminal(case)}/artifacts/cloud/{provider.value}"
     )
+
+
+@app.command("readiness")
+def readiness(  # noqa: PLR0917 - typer maps parameters to options
+    provider: ProviderArg,
+    cluster: ClusterOpt,
+    json_out: JsonOpt = None,
+    case: Annotated[
+        Path | None, typer.Option("--case", help="Record the reads and results in this case.")
+    ] = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    subscription: SubscriptionOpt = None,
+    resource_group: ResourceGroupOpt = None,
+    project: ProjectOpt = None,
+    location: LocationOpt = None,
+) -> None:
+    """Forensic readiness of a cluster: each check with its control mappings (CIS, SOC 2,
+    HIPAA, PCI DSS) and the Terraform that fixes it. Exit 1 when a check fails."""
+    opts = _opts(
+        region=region,
+        profile=profile,
+        subscription=subscription,
+        resource_group=resource_group,
+        project=project,
+        location=location,
+    )
+    doc = run_readiness(provider, cluster, opts, case)
+    print_readiness(doc, console)
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    if doc["summary"]["fail"]:
+        raise typer.Exit(1)
+
+
+def run_readiness(
+    provider: ProviderName, cluster: str, opts: Options, case_path: Path | None
+) -> dict[str, Any]:
+    from podmortem.cloud import readiness as rd
+    from podmortem.cloud.calls import CallLog
+    from podmortem.cloud.model import Target
+
+    steps = _cloud(provider, opts)
+    calls = CallLog(execute=False)
+    target = Target(provider=provider.value, cluster=cluster)
+    if opts.location:
+        target.extra["location"] = opts.location
+    if provider is ProviderName.eks:
+        from podmortem.cloud.providers.aws import readiness_facts as eks_facts
+
+        facts, notes = eks_facts(steps, calls, cluster)
+    elif provider is ProviderName.aks:
+        from podmortem.cloud.providers.azure import readiness_facts as aks_facts
+
+        facts, notes = aks_facts(steps, calls, target)
+    else:
+        from podmortem.cloud.providers.gcp import readiness_facts as gke_facts
+
+        facts, notes = gke_facts(steps, calls, target)
+    doc = rd.report(provider.value, cluster, rd.evaluate(provider.value, facts, notes))
+    if case_path is not None:
+        _open_case(case_path, required=True).log_action(  # type: ignore[union-attr]
+            "cloud_readiness", {**doc, "calls": [c.to_dict() for c in calls.calls]}
+        )
+    return doc
+
+
+def print_readiness(doc: dict[str, Any], out: Console) -> None:
+    """The human form; the docs' examples are this output."""
+    s = doc["summary"]
+    out.print(
+        f"readiness {doc['provider']} cluster {for_terminal(doc['cluster'])}: "
+        f"{s['pass']} pass, {s['fail']} fail, {s['unknown']} unknown",
+        markup=False,
+    )
+    for c in doc["checks"]:
+        out.print(
+            f"  {c['status'].upper():<8} {c['severity']:<9} {c['id']:<26} {c['title']}",
+            markup=False,
+        )
+        observed = json.dumps(c["observed"])
+        out.print(
+            f"           observed {for_terminal(observed)}, expected {c['expected']}", markup=False
+        )
+        if c["note"]:
+            out.print(f"           note: {for_terminal(c['note'])}", markup=False)
+        ctl = ", ".join(f"{k['framework']} {k['control']}" for k in c["controls"])
+        out.print(f"           controls: {ctl}", markup=False)
+        if c["terraform"]:
+            out.print("           terraform:", markup=False)
+            for line in c["terraform"].rstrip().splitlines():
+                out.print(f"             {line}", markup=False)

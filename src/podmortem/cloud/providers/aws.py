@@ -681,3 +681,105 @@ def revoke_policy(now: datetime) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _minor(version: str | None) -> int | None:
+    parts = (version or "").split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def readiness_facts(
+    steps: EksSteps, calls: CallLog, cluster: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The facts the readiness checks read, and a note for each fact left unknown."""
+    facts: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    eks, logs, ec2 = steps.client("eks"), steps.client("logs"), steps.client("ec2")
+    try:
+        c = calls.read("eks", "describe_cluster", eks.describe_cluster, name=cluster)["cluster"]
+    except Exception as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            raise InputError(f"EKS cluster {cluster!r} not found") from exc
+        raise
+    types = enabled_log_types(c)
+    facts["audit_logging"] = "audit" in types
+    facts["authenticator_logging"] = "authenticator" in types
+    facts["kubernetes_minor"] = _minor(c.get("version"))
+    auto = bool((c.get("computeConfig") or {}).get("enabled"))
+    facts["containment_permitted"] = not auto
+    if auto:
+        notes["containment_permitted"] = AUTO_MODE_REASON
+    group = f"/aws/eks/{cluster}/cluster"
+    try:
+        resp = calls.read(
+            "logs", "describe_log_groups", logs.describe_log_groups, logGroupNamePrefix=group
+        )
+        found = [g for g in resp.get("logGroups") or [] if g.get("logGroupName") == group]
+        if not found:
+            facts["log_retention_days"] = 0
+            notes["log_retention_days"] = f"log group {group} does not exist (nothing logged)"
+        else:
+            # No retentionInDays means the group never expires.
+            facts["log_retention_days"] = int(found[0].get("retentionInDays") or 36500)
+    except Exception as exc:
+        notes["log_retention_days"] = f"could not read the log group: {_code(exc) or exc}"
+    try:
+        addon = calls.read(
+            "eks", "describe_addon", eks.describe_addon, clusterName=cluster, addonName="vpc-cni"
+        )["addon"]
+        conf = addon.get("configurationValues") or ""
+        facts["network_policy_enforced"] = _enable_network_policy(conf)
+    except Exception as exc:
+        notes["network_policy_enforced"] = (
+            f"vpc-cni add-on not readable ({_code(exc) or type(exc).__name__}); "
+            "a self-managed CNI (Calico, Cilium) must be checked by hand"
+        )
+    try:
+        resp = calls.read(
+            "ec2",
+            "describe_instances",
+            ec2.describe_instances,
+            Filters=[
+                {"Name": "tag:eks:cluster-name", "Values": [cluster]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ],
+            MaxResults=5,
+        )
+        ids = [
+            i["InstanceId"]
+            for r in resp.get("Reservations") or []
+            for i in r.get("Instances") or []
+        ]
+        if not ids:
+            notes["snapshot_permitted"] = "no running instance tagged with the cluster to test"
+        else:
+            try:
+                calls.read(
+                    "ec2",
+                    "create_snapshots",
+                    ec2.create_snapshots,
+                    DryRun=True,
+                    InstanceSpecification={"InstanceId": ids[0]},
+                )
+                facts["snapshot_permitted"] = True  # an endpoint ignoring DryRun: it worked
+            except ProviderRefused:
+                facts["snapshot_permitted"] = False
+            except Exception as exc:
+                if _code(exc) != "DryRunOperation":
+                    raise
+                facts["snapshot_permitted"] = True
+    except Exception as exc:
+        notes["snapshot_permitted"] = f"could not test: {_code(exc) or exc}"
+    return facts, notes
+
+
+def _enable_network_policy(conf: str) -> bool:
+    """``configurationValues`` is JSON or YAML; ``enableNetworkPolicy: "true"`` turns the
+    VPC CNI's network policy agent on."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(conf) if conf else {}
+    except yaml.YAMLError:
+        return False
+    return isinstance(doc, dict) and str(doc.get("enableNetworkPolicy", "")).lower() == "true"

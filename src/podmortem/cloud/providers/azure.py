@@ -447,3 +447,75 @@ class AksSteps:
             if len(rows) < page_size:
                 return
             offset += page_size
+
+
+def readiness_facts(
+    steps: AksSteps, calls: CallLog, target: Target
+) -> tuple[dict[str, Any], dict[str, str]]:
+    facts: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    if not steps.resource_group:
+        raise InputError("AKS needs --resource-group (the cluster's resource group)")
+    mc = calls.read(
+        "containers",
+        "managed_clusters.get",
+        steps.c.containers.managed_clusters.get,
+        resource_group_name=steps.resource_group,
+        resource_name=target.cluster,
+    )
+    np = mc.network_profile.network_policy if mc.network_profile else None
+    facts["network_policy_enforced"] = str(getattr(np, "value", np) or "none").lower() in (
+        "calico",
+        "azure",
+        "cilium",
+    )
+    sku = getattr(mc.sku.name, "value", mc.sku.name) if mc.sku else None
+    automatic = str(sku).lower() == "automatic"
+    facts["containment_permitted"] = not automatic
+    if automatic:
+        notes["containment_permitted"] = "AKS Automatic locks the node resource group"
+    facts["node_repair_controllable"] = False
+    notes["node_repair_controllable"] = "AKS node auto-repair is always on and cannot be paused"
+    version = str(mc.current_kubernetes_version or mc.kubernetes_version or "")
+    parts = version.split(".")
+    facts["kubernetes_minor"] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    try:
+        enabled = _diagnostic_categories(steps, calls, str(mc.id))
+        facts["audit_logging"] = bool(enabled & {"kube-audit", "kube-audit-admin"})
+        facts["audit_reads_logged"] = "kube-audit" in enabled
+    except Exception as exc:
+        notes["audit_logging"] = f"diagnostic settings not readable: {exc}"[:300]
+    return facts, notes
+
+
+DIAGNOSTIC_API = "2021-05-01-preview"
+
+
+def _diagnostic_categories(steps: AksSteps, calls: CallLog, resource_id: str) -> set[str]:
+    """Enabled log categories of the cluster's diagnostic settings. azure-mgmt-monitor 7
+    dropped the diagnostic-settings operations, so the documented REST call goes through
+    the container service client's own pipeline (same credential, retries, TLS)."""
+    from azure.core.rest import HttpRequest
+
+    if not resource_id.startswith("/subscriptions/") or "?" in resource_id:
+        raise InputError(f"unexpected cluster resource id {resource_id[:200]!r}")
+    url = f"{resource_id}/providers/Microsoft.Insights/diagnosticSettings"
+
+    def send(url: str, api_version: str) -> Any:
+        resp = steps.c.containers.send_request(
+            HttpRequest("GET", url, params={"api-version": api_version})
+        )
+        resp.raise_for_status()
+        return resp.json()
+
+    body = calls.read(
+        "monitor", "diagnostic_settings.list", send, url=url, api_version=DIAGNOSTIC_API
+    )
+    enabled: set[str] = set()
+    for setting in (body or {}).get("value") or []:
+        for log in (setting.get("properties") or {}).get("logs") or []:
+            if log.get("enabled") and log.get("category"):
+                enabled.add(str(log["category"]))
+            if log.get("enabled") and log.get("categoryGroup") in ("audit", "allLogs"):
+                enabled.update({"kube-audit", "kube-audit-admin"})
+    return enabled
