@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (case, acquire, audit, image, cloud, report):
+for module in (case, acquire, audit, image, cloud, report, investigate):
     module.register(app)
 
 
