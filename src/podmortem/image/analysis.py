@@ -150,7 +150,7 @@ def _analyze(  # noqa: PLR0917 - private continuation of analyze()
                 layer=layer.index,
             )
             continue
-        if not img.store.exists(name):
+        if not name or not img.store.exists(name):
             notes.hit(
                 "image.archive.missing_layer",
                 f"layer {layer.index} blob {name} is not in the image",

@@ -403,7 +403,8 @@ class Indicators:
         raw_cfg = config.get("config")
         cfg: dict[str, Any] = raw_cfg if isinstance(raw_cfg, dict) else {}
         values: list[tuple[str, str, str]] = []  # (field, key, value)
-        for i, env in enumerate(cfg.get("Env") or []):
+        env_list = cfg.get("Env")
+        for i, env in enumerate(env_list if isinstance(env_list, list) else []):
             values.append(("env", f"config.Env[{i}]", str(env)))
         for fname, key in (("cmd", "Cmd"), ("entrypoint", "Entrypoint")):
             v = cfg.get(key)

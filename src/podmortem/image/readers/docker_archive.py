@@ -32,18 +32,23 @@ _BLOB = re.compile(r"^blobs/(sha256|sha512)/([a-f0-9]{64,128})$")
 _LEGACY_CONFIG = re.compile(r"^([a-f0-9]{64})\.json$")
 
 
+def _strings(value: Any) -> list[str]:
+    """A list of strings from a manifest.json field that should be one (hostile input)."""
+    return [str(x) for x in value] if isinstance(value, list) else []
+
+
 def _pick(entries: list[dict[str, Any]], tag: str | None) -> dict[str, Any]:
     if tag:
         for e in entries:
-            tags = [str(t) for t in e.get("RepoTags") or []]
+            tags = _strings(e.get("RepoTags"))
             if any(t == tag or t.endswith("/" + tag) or t.split("/")[-1] == tag for t in tags):
                 return e
             if any(t.rsplit(":", 1)[-1] == tag for t in tags):
                 return e
-        known = sorted({str(t) for e in entries for t in e.get("RepoTags") or []})
+        known = sorted({t for e in entries for t in _strings(e.get("RepoTags"))})
         raise InputError(f"no image tagged {tag!r} in this archive (tags: {', '.join(known)})")
     if len(entries) > 1:
-        listing = ", ".join(",".join(map(str, e.get("RepoTags") or [])) or "?" for e in entries)
+        listing = ", ".join(",".join(_strings(e.get("RepoTags"))) or "?" for e in entries)
         raise InputError(
             f"this archive holds {len(entries)} images; pick one with --tag ({listing})"
         )
@@ -58,7 +63,7 @@ def resolve_docker_archive(
         raise InputError("manifest.json is not a list of image entries")
     entry = _pick(doc, tag)
     config_name = normalise(str(entry.get("Config", "")))
-    layer_names = [normalise(str(n)) for n in entry.get("Layers") or []]
+    layer_names = [normalise(n) for n in _strings(entry.get("Layers"))]
     if not config_name or not store.exists(config_name):
         raise InputError(f"manifest.json names a config {config_name!r} that is not in the archive")
     config, raw = load_json(store, config_name, limits)
@@ -102,7 +107,7 @@ def resolve_docker_archive(
         layout = "docker-archive (containerd image store)"
     else:
         layout = "docker-archive (OCI layout)"
-    tags = [str(t) for t in entry.get("RepoTags") or []]
+    tags = _strings(entry.get("RepoTags"))
     return ResolvedImage(
         source=notes.source,
         layout=layout,
@@ -114,5 +119,5 @@ def resolve_docker_archive(
         platform=platform_of(config),
         layers=layers,
         layer_names=layer_names,
-        available_tags=sorted({str(t) for e in doc for t in e.get("RepoTags") or []}),
+        available_tags=sorted({t for e in doc for t in _strings(e.get("RepoTags"))}),
     )

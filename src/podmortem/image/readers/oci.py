@@ -165,13 +165,17 @@ def layers_from_manifest(manifest: dict[str, Any]) -> tuple[list[Layer], list[st
         if not isinstance(desc, dict):
             raise InputError("image manifest layer entry is not an object")
         digest = str(desc.get("digest", ""))
-        names.append(blob_name(digest))
+        try:
+            names.append(blob_name(digest))
+        except InputError:
+            names.append("")  # reported as a missing layer; the other layers still count
+        size = desc.get("size")
         layers.append(
             Layer(
                 index=i,
-                digest=digest,
+                digest=digest[:200],
                 media_type=str(desc.get("mediaType", "")),
-                size=int(desc.get("size") or 0),
+                size=size if isinstance(size, int) and size >= 0 else 0,
             )
         )
     return layers, names
