@@ -294,3 +294,95 @@ def test_fuzzed_layers_never_crash(flips: list[tuple[int, int]], how: str, cut: 
     notes, _complete = _layer(blob, replace(DEFAULT_LIMITS, min_layer_allowance=1 << 20))
     for h in notes.hits:
         assert h.rule_id.startswith("image.")
+
+
+def _tar_headers(n: int) -> bytes:
+    """``n`` empty regular files as raw ustar headers (tarfile is too slow for millions)."""
+    tpl = bytearray(512)
+    tpl[100:108] = b"0000644\0"
+    tpl[108:116] = b"0000000\0"
+    tpl[116:124] = b"0000000\0"
+    tpl[124:136] = b"00000000000\0"
+    tpl[136:148] = b"14000000000\0"
+    tpl[156:157] = b"0"
+    tpl[257:265] = b"ustar\x0000"
+    out = bytearray()
+    base = sum(tpl) - sum(tpl[148:156]) + 256 - sum(tpl[0:100])
+    for i in range(n):
+        name = b"f/%07d" % i
+        block = bytearray(tpl)
+        block[0 : len(name)] = name
+        block[148:156] = b"%06o\0 " % (base + sum(name))
+        out += block
+    return bytes(out + bytes(1024))
+
+
+@pytest.mark.slow
+def test_a_million_tiny_files(tmp_path: Path) -> None:
+    raw = _tar_headers(1_000_000)
+    blob = compress(raw, "zstd")
+    notes = Notes("t")
+    limits = replace(DEFAULT_LIMITS, max_members=50_000, min_layer_allowance=1 << 30)
+    tracemalloc.start()
+    t0 = time.monotonic()
+    read = read_layer(io.BytesIO(blob), Layer(0, "", size=len(blob)), limits=limits, notes=notes)
+    elapsed = time.monotonic() - t0
+    _cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [h.rule_id for h in notes.hits] == ["image.archive.too_many_members"]
+    assert len(read.entries) == 50_000
+    import hashlib
+
+    assert read.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()  # hashed to the end
+    assert peak < (len(raw) + (200 << 20)), f"peak {peak >> 20} MiB"
+    assert elapsed < 120
+
+
+def test_cli_on_a_hostile_archive_writes_only_into_the_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from podmortem.case import Case
+    from podmortem.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    img = LAYOUTS["docker-legacy"](
+        Spec(
+            layers=[
+                [
+                    F("x", b"evil", name="../../../../tmp/pwned"),
+                    F("l", kind="symlink", link="../../../../etc/shadow", name="l"),
+                    F("h", kind="hardlink", link="../../etc/passwd", name="h"),
+                ]
+            ]
+        ),
+        work,
+    )
+    case = tmp_path / "case"
+    Case.init(case, case_id="H", examiner="t")
+    before = _tree(tmp_path)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "podmortem",
+            "image",
+            "analyze",
+            str(img),
+            "--case",
+            str(case),
+            "--json",
+            str(work / "r.json"),
+        ],
+    )
+    with pytest.raises(SystemExit) as exc:
+        main.run()
+        raise SystemExit(0)
+    assert exc.value.code in (0, None)
+    after = _tree(tmp_path)
+    new = {p for p in after - before if not p.startswith("case")}
+    assert new == {"work/r.json"}
+    assert not Path("/tmp/pwned").exists()
