@@ -180,3 +180,56 @@ def test_node_of_another_cluster_is_refused(azure: FakeAzure, kube: FakeKube, ca
     kube.add_node(NODE, PROVIDER_ID.replace(NODE_RG.lower(), "mc_other_rg"))
     with pytest.raises(InputError, match="not in prod's node resource group"):
         _proc(azure, case, kube).resolve(Target("aks", CLUSTER, node=NODE))
+
+
+def test_collect_logs_pages_log_analytics_into_the_case(case: Case) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from podmortem.cloud.logs import collect
+
+    from .azure_server import MC, WORKSPACE
+
+    server = FakeAzure(audit_rows=25)
+    url = server.start()
+    try:
+        steps = AksSteps(clients(url), resource_group=RG)
+        since = datetime(2026, 11, 26, 9, tzinfo=UTC)
+        until = datetime(2026, 11, 26, 11, tzinfo=UTC)
+
+        def pages(calls: Any) -> Any:
+            return steps.audit_log_pages(
+                calls,
+                workspace_id=WORKSPACE,
+                cluster_id=MC,
+                table="AKSAudit",
+                since=since,
+                until=until,
+                page_size=10,
+            )
+
+        got = collect(
+            case,
+            provider="aks",
+            cluster=CLUSTER,
+            source="aks-log-analytics-AKSAudit",
+            pages=pages,
+            since=since,
+            until=until,
+        )
+        assert (got.pages, got.records) == (3, 25)
+        queries = [r.body for r in server.requests if r.path.endswith("/query")]
+        assert len(queries) == 3
+        assert queries[0]["query"] == (
+            "AKSAudit | where TimeGenerated >= datetime(2026-11-26T09:00:00.000000Z) and "
+            "TimeGenerated < datetime(2026-11-26T11:00:00.000000Z) | where _ResourceId =~ "
+            f"'{MC}' | order by TimeGenerated asc, AuditId asc, Stage asc | serialize "
+            "PodmortemRow = row_number() | where PodmortemRow > 0 and PodmortemRow <= 10"
+        )
+        assert queries[0]["timespan"].startswith("2026-11-26T09:00:00")
+        ids = []
+        for a in Case.open(case.root).artifacts:
+            ids += [r["AuditId"] for r in json.loads((case.root / a.path).read_text())]
+        assert ids == [f"audit-{i:05d}" for i in range(25)]
+    finally:
+        server.stop()

@@ -217,3 +217,53 @@ def test_instance_of_another_cluster_is_refused(gcp: FakeGcp, case: Case) -> Non
     gcp.instance["labels"]["goog-k8s-cluster-name"] = "other"
     with pytest.raises(InputError, match="no label of GKE cluster"):
         _proc(gcp, case).resolve(Target("gke", CLUSTER, instance=INSTANCE, zone=ZONE))
+
+
+def test_collect_logs_pages_cloud_logging_into_the_case(case: Case) -> None:
+    from datetime import UTC, datetime
+
+    from podmortem.cloud.logs import collect
+
+    server = FakeGcp(log_entries=120)
+    server.url = server.start()  # type: ignore[attr-defined]
+    try:
+        steps = GkeSteps(clients(server.url), project=P, location=LOC)  # type: ignore[attr-defined]
+        since = datetime(2026, 11, 26, 9, tzinfo=UTC)
+        until = datetime(2026, 11, 26, 11, tzinfo=UTC)
+        got = collect(
+            case,
+            provider="gke",
+            cluster=CLUSTER,
+            source="gke-logentry-array",
+            pages=lambda calls: steps.audit_log_pages(calls, CLUSTER, since, until, 50),
+            since=since,
+            until=until,
+        )
+        assert (got.pages, got.records) == (3, 120)
+        lists = [r for r in server.requests if r.path == "/v2/entries:list"]
+        assert [r.body.get("pageToken") for r in lists] == [None, "50", "100"]
+        assert lists[0].body["resourceNames"] == [f"projects/{P}"]
+        assert 'resource.type="k8s_cluster"' in lists[0].body["filter"]
+        assert 'resource.labels.cluster_name="prod"' in lists[0].body["filter"]
+        assert 'timestamp>="2026-11-26T09:00:00Z"' in lists[0].body["filter"]
+        import json
+
+        ids = []
+        for a in Case.open(case.root).artifacts:
+            ids += [e["insertId"] for e in json.loads((case.root / a.path).read_text())]
+        assert ids == [f"id-{i}" for i in range(120)]
+        assert verify_case(case.root).ok
+    finally:
+        server.stop()
+
+
+def test_logging_filter_refuses_a_hostile_cluster_name(gcp: FakeGcp) -> None:
+    from datetime import UTC, datetime
+
+    from podmortem.cloud.calls import CallLog
+    from podmortem.errors import InputError
+
+    steps = GkeSteps(clients(gcp.url), project=P, location=LOC)  # type: ignore[attr-defined]
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(InputError):
+        next(iter(steps.audit_log_pages(CallLog(execute=False), 'x" OR true OR "', t, t)))

@@ -164,10 +164,10 @@ class CallLog:
         self.calls: list[CallRecord] = []
         self._clock = clock
 
-    def read(self, service: str, method: str, fn: Callable[..., T], **params: Any) -> T:
+    def read(self, service: str, method: str, fn: Callable[..., T], /, **params: Any) -> T:
         return self._call(service, method, fn, params, write=False)
 
-    def write(self, service: str, method: str, fn: Callable[..., T], **params: Any) -> T:
+    def write(self, service: str, method: str, fn: Callable[..., T], /, **params: Any) -> T:
         if not self.execute:
             raise RuntimeError(f"{service}.{method} is a write and this is a dry run")
         return self._call(service, method, fn, params, write=True)

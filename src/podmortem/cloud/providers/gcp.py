@@ -8,7 +8,7 @@ TLS-verified Google endpoints). Compute and Container use their REST transports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -465,74 +465,30 @@ class GkeSteps:
             raise CapabilityUnavailable("no Cloud Logging client configured")
         if '"' in cluster or "\\" in cluster:
             raise InputError(f"cluster name {cluster!r} cannot appear in a logging filter")
-        it = self.c.logging.list_entries(
-            resource_names=[f"projects/{self.project}"],
-            filter_=self.audit_log_filter(cluster, since, until),
-            order_by="timestamp asc",
-            page_size=page_size,
-        )
-        pages = iter(it.pages)
-        params = {
-            "resource_names": [f"projects/{self.project}"],
+        # google-cloud-logging's list_entries hides page tokens behind a generator and
+        # rebuilds entries as objects; the client's own JSON connection (credentials,
+        # endpoint, retries as configured) returns each entries:list page verbatim, which
+        # is what the evidence should hold.
+        connection = self.c.logging._connection
+        body: dict[str, Any] = {
+            "resourceNames": [f"projects/{self.project}"],
             "filter": self.audit_log_filter(cluster, since, until),
-            "order_by": "timestamp asc",
-            "page_size": page_size,
+            "orderBy": "timestamp asc",
+            "pageSize": page_size,
         }
+        seen: set[str] = set()
         while True:
-            page = calls.read("logging", "list_entries", _next_page(pages), **params)
-            if page is None:
+            page = calls.read(
+                "logging",
+                "entries.list",
+                connection.api_request,
+                method="POST",
+                path="/entries:list",
+                data=dict(body),
+            )
+            yield list(page.get("entries") or [])
+            token = page.get("nextPageToken")
+            if not token or token in seen:
                 return
-            yield page
-            params = {**params, "page_token": it.next_page_token}
-            if not it.next_page_token:
-                return
-
-
-def _next_page(pages: Iterator[Any]) -> Callable[..., list[dict[str, Any]] | None]:
-    """One page fetch as a call (the iterator makes the HTTP request)."""
-
-    def fetch(**_: Any) -> list[dict[str, Any]] | None:
-        page = next(pages, None)
-        if page is None:
-            return None
-        return [entry.to_api_repr() for entry in page]
-
-    return fetch
-
-
-def readiness_facts(
-    steps: GkeSteps, calls: CallLog, target: Target
-) -> tuple[dict[str, Any], dict[str, str]]:
-    facts: dict[str, Any] = {}
-    notes: dict[str, str] = {}
-    c = calls.read(
-        "container",
-        "get_cluster",
-        steps.c.cluster_manager.get_cluster,
-        name=steps._cluster_name(target),
-    )
-    facts["audit_logging"] = True
-    notes["audit_logging"] = "GKE Admin Activity audit logs are always on"
-    notes["audit_reads_logged"] = (
-        "Data Access (read) logging is a project IAM audit setting podmortem does not read; "
-        "check `gcloud projects get-iam-policy` auditConfigs for container.googleapis.com"
-    )
-    comps = []
-    if c.logging_config and c.logging_config.component_config:
-        comps = [
-            getattr(x, "name", str(x)) for x in c.logging_config.component_config.enable_components
-        ]
-    facts["apiserver_logs"] = "APISERVER" in comps
-    dp = getattr(c.network_config.datapath_provider, "name", "") if c.network_config else ""
-    facts["network_policy_enforced"] = bool(
-        (c.network_policy and c.network_policy.enabled) or dp == "ADVANCED_DATAPATH"
-    )
-    autopilot = bool(c.autopilot and c.autopilot.enabled)
-    facts["node_repair_controllable"] = not autopilot
-    if autopilot:
-        notes["node_repair_controllable"] = AUTOPILOT_REASON
-    version = c.current_master_version or c.initial_cluster_version or ""
-    parts = version.split(".")
-    facts["kubernetes_minor"] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-    notes["kubernetes_minor"] = "COS node images lack CRIU: checkpoints need Ubuntu node images"
-    return facts, notes
+            seen.add(token)
+            body["pageToken"] = token
