@@ -215,15 +215,17 @@ def _default_opener(endpoints: Any) -> Callable[[Any], Any]:
 
 
 def _target_images(doc: dict[str, Any], already: list[str]) -> list[str]:
-    """The image each acquired target runs, as ``docker://IMAGE_ID`` for export through the
-    same runtime (the id, not the tag: a tag may have moved since the container started)."""
+    """The image each acquired target runs, as a runtime reference for export through the
+    same runtime, by id (not by tag: a tag may have moved since the container started)."""
     out: list[str] = []
     for t in doc.get("targets") or []:
         ident = t.get("identity") or {}
         target = str(t.get("target") or "")
-        scheme = target.partition("://")[0]
+        scheme = {"docker": "docker", "podman": "podman", "cri": "containerd"}.get(
+            target.partition("://")[0]
+        )
         image_id = str(ident.get("image_digest") or ident.get("image") or "")
-        if scheme in ("docker", "podman") and image_id:
+        if scheme and image_id:
             ref = f"{scheme}://{image_id}"
             if ref not in already and ref not in out:
                 out.append(ref)
@@ -233,49 +235,66 @@ def _target_images(doc: dict[str, Any], already: list[str]) -> list[str]:
 # ------------------------------------------------------------------------------ images
 
 
+def _image_endpoints(endpoints: Any) -> Any:
+    """The image exporter's endpoints, from the acquisition's when they were given (CRI
+    nodes keep their images in containerd's ``k8s.io`` namespace)."""
+    from podmortem.image.readers.runtime import Endpoints as ImageEndpoints
+
+    env = ImageEndpoints.from_env()
+    if endpoints is None:
+        return env
+    return ImageEndpoints(
+        docker_host=endpoints.docker,
+        podman_sock=endpoints.podman,
+        containerd_address=str(endpoints.cri).removeprefix("unix://"),
+        containerd_namespace="k8s.io",
+    )
+
+
 def _materialise(case: Case, image: str, endpoints: Any = None) -> tuple[Path, list[str]]:
     """The image as a file inside the case: an archive given on disk is copied in (and the
     copy analysed, so what was analysed is what was hashed); a runtime image is exported
-    through the runtime's API (``docker save``) straight into the case."""
+    through the runtime (the image capability's exporter) straight into the case. Returns
+    the path and the runtime's tags for the image (an export by id names none)."""
+    from podmortem.image.readers.runtime import export, parse_ref
+
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    scheme, sep, ref = image.partition("://")
-    if not sep:
+    ref = parse_ref(image)
+    if ref is None:
         src = Path(image)
         if src.is_dir():
             return src, []  # an OCI layout directory is analysed in place (read-only)
         if not src.is_file():
-            raise InputError(f"image {image!r} is neither a file, an OCI layout nor docker://REF")
-        rel = f"images/{stamp}-{safe_component(src.name)}"
+            raise InputError(
+                f"image {image!r} is neither a file, an OCI layout nor docker://, podman://, "
+                "containerd://"
+            )
+        rel = f"image/analyzed/{stamp}-{safe_component(src.name)}"
         case.add_file(rel, src, source="file", command=f"investigate --image {src}")
         return case.root / "artifacts" / rel, []
-    if scheme not in ("docker", "podman"):
-        raise InputError(f"cannot export an image from {scheme}:// here; pass --image FILE")
-    from podmortem.acquire.runtimes import Endpoints
-    from podmortem.acquire.runtimes.docker import connect
+    where = _image_endpoints(endpoints)
+    rel = f"image/analyzed/{stamp}-{safe_component(ref.scheme + '_' + ref.name)}.tar"
+    with case.artifact(rel, source="api", command=f"export {image}", sensitive=True) as w:
+        _n, command = export(ref, w, where)
+        w.extra = {"reference": image, "exported_by": command}
+    return case.root / "artifacts" / rel, _runtime_tags(ref, where)
 
-    where = endpoints or Endpoints()
-    client = connect(where.docker if scheme == "docker" else where.podman, scheme)
-    rel = f"images/{stamp}-{safe_component(ref)}.tar"
-    tags: list[str] = []
+
+def _runtime_tags(ref: Any, where: Any) -> list[str]:
+    if ref.scheme not in ("docker", "podman"):
+        return []
     try:
-        # Exported by id (a tag may have moved), so the archive names no tag: keep the
-        # runtime's tags for this id, which is how pod specs name the image.
-        tags = [str(t) for t in client.api.inspect_image(ref).get("RepoTags") or []]
-        with case.artifact(
-            rel, source="api", command=f"GET /images/{ref}/get ({scheme} save)"
-        ) as w:
-            total = 0
-            for chunk in client.api.get_image(ref):
-                total += len(chunk)
-                if total > MAX_IMAGE_EXPORT:
-                    w.error = f"export cut at {MAX_IMAGE_EXPORT} bytes"
-                    break
-                w.write(chunk)
-    except Exception as exc:
-        raise InputError(f"{scheme} could not export image {ref}: {exc}") from exc
-    finally:
-        client.close()
-    return case.root / "artifacts" / rel, tags
+        import docker
+
+        base = where.docker_host if ref.scheme == "docker" else where.podman_sock
+        client = docker.DockerClient(base_url=base if "://" in base else f"unix://{base}")
+        try:
+            info: dict[str, Any] = client.api.inspect_image(ref.name)  # type: ignore[no-untyped-call]
+            return [str(t) for t in info.get("RepoTags") or []]
+        finally:
+            client.close()
+    except Exception:  # tags only help linking to pod specs; say nothing more
+        return []
 
 
 def _base(case: Case, base: str, endpoints: Any) -> list[str]:
@@ -289,49 +308,38 @@ def _base(case: Case, base: str, endpoints: Any) -> list[str]:
 def _image(
     case: Case, image: str, base_ids: list[str] | None, budget: Budget, endpoints: Any
 ) -> dict[str, Any]:
+    from podmortem.image import index as image_index
     from podmortem.image.analysis import analyze
     from podmortem.image.limits import DEFAULT_LIMITS
+    from podmortem.image.report import report_dict
 
     path, runtime_tags = _materialise(case, image, endpoints)
     limits = dataclasses.replace(DEFAULT_LIMITS, time_budget_s=max(1.0, budget.remaining()))
     result = analyze(path, source=image, base=base_ids, limits=limits)
-    doc = image_document(result, image, runtime_tags)
-    rel = f"analysis/image-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}.json"
-    case.add_bytes(
-        rel,
-        json.dumps(doc, indent=1, default=str).encode() + b"\n",
+    doc = report_dict(result)
+    # Exported by id, the archive names no tag: the runtime's tags are how pod specs in the
+    # audit log name this image.
+    doc["image"]["runtime_tags"] = runtime_tags
+    stem = safe_component(result.image.config_digest.replace("sha256:", "")[:16])
+    rec = case.add_bytes(
+        f"image/reports/{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{stem}.report.json",
+        json.dumps(doc, indent=2, default=str).encode() + b"\n",
         source="analysis",
-        command=f"image analysis of {image}",
+        command=f"image analyze {image} (podmortem investigate)",
     )
-    index.store_findings(case, "image", result.findings, result.caveats)
+    n = image_index.store(case, result)
     case.log_action(
         "analysis_run",
-        {"analysis": "image", "image": image, "findings": len(result.findings), "document": rel},
+        {
+            "analysis": "image",
+            "image": image,
+            "config_digest": result.image.config_digest,
+            "report": rec.path,
+            "report_sha256": rec.sha256,
+            "findings": n,
+        },
     )
     return doc
-
-
-def image_document(result: Any, source: str, runtime_tags: Sequence[str] = ()) -> dict[str, Any]:
-    """The image analysis as the report reads it: identity, layers with their history and
-    path lists, findings and caveats."""
-    img = result.image
-    config = img.config if isinstance(img.config, dict) else {}
-    return {
-        "image": {
-            "source": source,
-            "config_digest": img.config_digest,
-            "id": img.config_digest,
-            "manifest_digest": img.manifest_digest,
-            "repo_tags": sorted(set(img.tags) | set(runtime_tags)),
-            "platform": img.platform,
-            "created": config.get("created"),
-            "base_layers": result.base_layers,
-        },
-        "layers": [layer.to_dict() for layer in result.layers],
-        "findings": [f.to_dict() for f in result.findings],
-        "caveats": [c.to_dict() for c in result.caveats],
-        "stats": result.stats,
-    }
 
 
 # ------------------------------------------------------------------------------- audit

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from podmortem.case import paths
@@ -160,7 +159,7 @@ class ImageDocument:
             v = ident.get(key)
             if isinstance(v, str) and v:
                 out.add(v)
-        for key in ("repo_tags", "tags", "repo_digests"):
+        for key in ("repo_tags", "tags", "repo_digests", "runtime_tags"):
             v = ident.get(key)
             if isinstance(v, list):
                 out.update(str(x) for x in v if x)
@@ -169,7 +168,7 @@ class ImageDocument:
     @property
     def label(self) -> str:
         ident = self.identity
-        tags = ident.get("repo_tags") or ident.get("tags") or []
+        tags = ident.get("tags") or ident.get("runtime_tags") or ident.get("repo_tags") or []
         if isinstance(tags, list) and tags:
             return str(tags[0])
         return str(
@@ -469,9 +468,12 @@ def _target_dir(target: str) -> str:
 
 
 def _images(ev: CaseEvidence, arts: list[ArtifactRecord]) -> None:
+    """The image capability's ``--json`` reports (``image/reports/*.report.json``, written by
+    ``podmortem image analyze --case`` and by ``investigate``)."""
     for art in arts:
-        name = Path(art.path).name
-        if art.error is not None or not (name.startswith("image") and name.endswith(".json")):
+        if art.error is not None or not (
+            "/image/reports/" in art.path and art.path.endswith(".report.json")
+        ):
             continue
         doc = _read_json(ev, art)
         if isinstance(doc, dict) and isinstance(doc.get("layers"), list):
