@@ -26,6 +26,8 @@ def _entry(ex: dict[str, Any]) -> tuple[Entry, bytes]:
     e.is_elf = elf
     e.is_script = content.startswith(b"#!")
     e.is_text = not elf and is_text(content)
+    # what the layer reader's whole-file needle search records for executables
+    e.needles_found = tuple((n, content.find(n)) for n in IND.needles_for(e) if n in content)
     return e, content
 
 

@@ -158,6 +158,8 @@ class ContentMatcher:
     skip_comments: bool = False
     # also search the needles through the whole of executable files, not just the head
     whole_executables: bool = False
+    # read less than --scan-bytes when the rule's evidence always sits near the start
+    head_bytes: int = 0
 
     @classmethod
     def build(cls, rule: Rule) -> ContentMatcher:
@@ -177,6 +179,7 @@ class ContentMatcher:
             bool(p.get("secret")),
             bool(p.get("skip_comment_lines")),
             bool(p.get("whole_executables")),
+            int(p.get("head_bytes") or 0),
         )
 
     def selects(self, entry: Entry, types: set[str], any_path: bool) -> bool:
@@ -189,6 +192,9 @@ class ContentMatcher:
         return any_path and self.paths is not None and bool(self.paths.match(entry.path))
 
     def scan(self, data: bytes, folded: bytes | None) -> list[re.Match[bytes]]:
+        if self.head_bytes and len(data) > self.head_bytes:
+            data = data[: self.head_bytes]
+            folded = folded[: self.head_bytes] if folded is not None else None
         hay = folded if self.ignore_case and folded is not None else data
         if self.needles and not any(n in hay for n in self.needles):
             return []
@@ -373,7 +379,9 @@ class Indicators:
                 continue
             if cm.ignore_case and folded is None:
                 folded = data.lower()
-            matches = cm.scan(data, folded)
+            streamed = cm.whole_executables and bool(self.needles_for(entry))
+            # executables were searched whole as they streamed: no second pass over the head
+            matches = [] if streamed else cm.scan(data, folded)
             if not matches and cm.whole_executables and entry.needles_found:
                 beyond = [(n, off) for n, off in entry.needles_found if n in cm.needles]
                 if beyond:
