@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import tempfile
 import zlib
-from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -65,6 +65,33 @@ def load(
     if not _IDENT.match(table):
         raise InputError(f"not a plain SQL table name: {table[:80]!r}")
     create_table(con, table)
+    with _no_checkpoint(con):
+        return _load(con, inputs, table, keep_raw=keep_raw, native_fast=native_fast, stdin=stdin)
+
+
+@contextmanager
+def _no_checkpoint(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Rows of this load are told apart by rowid (``rowid > start``). A checkpoint of a
+    database file may compact row groups holding deleted rows and renumber rowids (order is
+    kept, values are not), so automatic checkpoints wait until the load is done."""
+    row = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+    saved = str(row[0]) if row else "16MiB"
+    con.execute("SET checkpoint_threshold = '1TB'")
+    try:
+        yield
+    finally:
+        con.execute("SET checkpoint_threshold = ?", [saved.replace(" ", "")])
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    inputs: Sequence[str | Path],
+    table: str,
+    *,
+    keep_raw: bool,
+    native_fast: bool,
+    stdin: BinaryIO | None,
+) -> LoadResult:
     tally = Tally()
     start = _max_rowid(con, table)
     with tempfile.TemporaryDirectory(prefix="podmortem-audit-") as tmp:
@@ -187,7 +214,7 @@ def _columnar(
     before = _max_rowid(con, table)
     try:
         con.execute(mapping.insert_sql(table, source), {"file": f.name, "path": str(f.path)})
-    except duckdb.Error:
+    except mapping.DUCKDB_ERRORS:
         return None
     rows = con.execute(
         f'DELETE FROM "{table}" WHERE rowid > ? AND provider = ? RETURNING source_line',  # noqa: S608 - plain identifier, values bound
@@ -196,14 +223,11 @@ def _columnar(
     units = {int(r[0]) for r in rows}
     if units:
         # a unit with one residue row is re-read whole: drop its other rows too
-        con.execute("CREATE OR REPLACE TEMP TABLE _pm_audit_units (n BIGINT)")
-        con.executemany("INSERT INTO _pm_audit_units VALUES (?)", [(u,) for u in units])
         con.execute(
             f'DELETE FROM "{table}" WHERE rowid > ? AND source_line IN '  # noqa: S608 - plain identifier, values bound
-            "(SELECT n FROM _pm_audit_units)",
-            [before],
+            "(SELECT unnest(?::BIGINT[]))",
+            [before, sorted(units)],
         )
-        con.execute("DROP TABLE _pm_audit_units")
     return units
 
 
@@ -308,21 +332,29 @@ def _deduplicate(
 ) -> tuple[int, dict[str, int]]:
     """Drop events whose (auditID, stage) was already seen (in this load or an earlier one
     into the same table); the first seen is kept."""
-    dups = con.execute(
-        f"""SELECT rid, provider || '/' || envelope FROM (
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _pm_audit_dups AS
+            SELECT rid, provider || '/' || envelope AS src FROM (
               SELECT rowid AS rid, provider, envelope,
                      row_number() OVER (PARTITION BY audit_id, stage ORDER BY rowid) AS k
               FROM "{table}" WHERE audit_id IS NOT NULL)
             WHERE k > 1 AND rid > ?""",  # noqa: S608 - plain identifier, values bound
         [start],
-    ).fetchall()
-    if not dups:
-        return 0, {}
-    con.execute("CREATE OR REPLACE TEMP TABLE _pm_audit_dups (rid BIGINT)")
-    con.executemany("INSERT INTO _pm_audit_dups VALUES (?)", [(r[0],) for r in dups])
-    con.execute(f'DELETE FROM "{table}" WHERE rowid IN (SELECT rid FROM _pm_audit_dups)')  # noqa: S608 - plain identifiers, values bound
-    con.execute("DROP TABLE _pm_audit_dups")
-    return len(dups), dict(Counter(str(r[1]) for r in dups))
+    )
+    try:
+        by_source = {
+            str(src): int(n)
+            for src, n in con.execute(
+                "SELECT src, count(*) FROM _pm_audit_dups GROUP BY src ORDER BY src"
+            ).fetchall()
+        }
+        if by_source:
+            con.execute(
+                f'DELETE FROM "{table}" WHERE rowid IN (SELECT rid FROM _pm_audit_dups)'  # noqa: S608 - plain identifier
+            )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _pm_audit_dups")
+    return sum(by_source.values()), by_source
 
 
 def _dup_caveat(n: int, by_source: dict[str, int]) -> Caveat:

@@ -8,6 +8,8 @@ normalized two different ways.
 
 from __future__ import annotations
 
+import duckdb
+
 from podmortem.audit.model import COLUMN_NAMES
 from podmortem.audit.sources.shape import EVENT_FIELDS, META_FIELDS, columns_literal, duckdb_type
 
@@ -75,6 +77,10 @@ EXPRESSIONS: dict[str, str] = {
 }
 if tuple(EXPRESSIONS) != COLUMN_NAMES:  # pragma: no cover - a programming error
     raise ImportError("audit.sources.mapping is out of step with audit.model.COLUMNS")
+
+# DuckDB quotes the offending input in its error messages and may cut it inside a UTF-8
+# sequence; the Python client then raises UnicodeDecodeError instead of duckdb.Error.
+DUCKDB_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error, UnicodeDecodeError)
 
 EVENT_COLUMNS = columns_literal(EVENT_FIELDS)
 STAGED_COLUMNS = columns_literal({"e": EVENT_FIELDS, "m": META_FIELDS, "r": "JSON"})

@@ -83,7 +83,7 @@ class Stager:
         self._out.close()
         try:
             self._insert(self.path)
-        except duckdb.Error:
+        except mapping.DUCKDB_ERRORS:
             self._repair()
         self.loaded += self._pending
         self._pending = 0
@@ -116,7 +116,7 @@ class Stager:
                 out.write(orjson.dumps(rec) + b"\n")
         try:
             self._insert(fixed)
-        except duckdb.Error:
+        except mapping.DUCKDB_ERRORS:
             self._one_by_one(fixed)
         finally:
             fixed.unlink(missing_ok=True)
@@ -130,7 +130,7 @@ class Stager:
                     single.write_bytes(line)
                     try:
                         self._insert(single)
-                    except duckdb.Error as exc:
+                    except mapping.DUCKDB_ERRORS as exc:
                         rec = orjson.loads(line)
                         self.tally.caveat(
                             "unloadable",
