@@ -70,6 +70,19 @@ def test_cross_source_links(doc: dict) -> None:  # type: ignore[type-arg]
     assert (links.EVIDENCE_OF, "finding", "audit") in rel
 
 
+def test_audit_reconstruction_in_the_narrative(doc: dict) -> None:  # type: ignore[type-arg]
+    (thread,) = doc["attack_threads"]
+    assert thread["credential_misuse"] is True
+    assert thread["members"] == ["system:serviceaccount:shop:web from 203.0.113.77"]
+    stolen = [e for e in doc["timeline"] if e["kind"] == "audit.reconstruct"]
+    assert stolen and "used away from what it is bound to" in stolen[0]["summary"]
+    assert any(
+        lk["source"] == stolen[0]["id"] and lk["relation"] == links.EVIDENCE_OF
+        for lk in doc["links"]
+    )
+    assert any("misused credential" in w for w in doc["summary"]["what_happened"])
+
+
 def test_summary_narrative_matrix(doc: dict) -> None:  # type: ignore[type-arg]
     s = doc["summary"]
     assert s["since"].startswith("2026-11-12T08:00")  # the implant layer (claimed build time)

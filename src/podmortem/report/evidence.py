@@ -186,6 +186,8 @@ class CaseEvidence:
     audit_total: int = 0
     runtime: list[RuntimeTarget] = field(default_factory=list)
     images: list[ImageDocument] = field(default_factory=list)
+    # attack threads the audit reconstruction (issue 6) told, from the audit analysis documents
+    threads: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Caveat] = field(default_factory=list)  # what the report itself could not read
 
     def problem(self, kind: str, message: str, artifact: str | None = None) -> None:
@@ -200,6 +202,7 @@ def load(case: Case) -> CaseEvidence:
     arts = case.artifacts
     _runtime(ev, arts)
     _images(ev, arts)
+    _audit_documents(ev, arts)
     return ev
 
 
@@ -478,3 +481,18 @@ def _images(ev: CaseEvidence, arts: list[ArtifactRecord]) -> None:
         doc = _read_json(ev, art)
         if isinstance(doc, dict) and isinstance(doc.get("layers"), list):
             ev.images.append(ImageDocument(art.path, doc))
+
+
+def _audit_documents(ev: CaseEvidence, arts: list[ArtifactRecord]) -> None:
+    """The audit analysis documents ``investigate`` stores (``analysis/audit-*.json``): their
+    ``narrative.attacks`` are the attack threads the audit reconstruction found."""
+    for art in arts:
+        name = art.path.rsplit("/", 1)[-1]
+        if art.error is not None or not (name.startswith("audit-") and name.endswith(".json")):
+            continue
+        doc = _read_json(ev, art)
+        narrative = doc.get("narrative") if isinstance(doc, dict) else None
+        attacks = narrative.get("attacks") if isinstance(narrative, dict) else None
+        for thread in attacks if isinstance(attacks, list) else []:
+            if isinstance(thread, dict):
+                ev.threads.append({**thread, "_artifact": art.path})

@@ -60,8 +60,25 @@ def render(r: Report) -> str:
     for kind, names in s.affected.items():
         out.append(f"- **{md(kind)}**: " + ", ".join(md(n) for n in names))
     out += ["", "## Attack narrative by ATT&CK tactic", ""]
+    for n, th in enumerate(r.threads, 1):
+        misuse = " (misused credential)" if th["credential_misuse"] else ""
+        out += [
+            f"### API attack thread {n}: {md(', '.join(th['members']))}{misuse}",
+            "",
+            f"From {md(th['start'])} to {md(th['end'])}, reconstructed from the audit log.",
+            "",
+        ]
+        for i, link in enumerate(th["kill_chain"], 1):
+            out.append(f"{i}. **{md(link['tactic_name'])}**")
+            out += [
+                f"    - {md(st['time'])} {md(st['severity'])} {md(st['title'])}: "
+                f"{md(st['summary'])}"
+                for st in link["steps"]
+            ]
+        out.append("")
+    out += ["### All findings, by tactic", ""]
     for tactic, fvs in r.narrative:
-        out += [f"### {md(tactic.name)}", ""]
+        out += [f"#### {md(tactic.name)}", ""]
         for i, fv in enumerate(fvs, 1):
             f = fv.finding
             out.append(

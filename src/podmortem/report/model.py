@@ -115,6 +115,7 @@ class Report:
     gaps: list[str]
     evidence: list[EvidenceRow]
     custody: dict[str, Any]
+    threads: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def entry(self, entry_id: str) -> Entry | None:
@@ -132,6 +133,7 @@ class Report:
             "description": self.description,
             "generated_at": self.generated_at.isoformat(),
             "summary": self.summary.to_dict(),
+            "attack_threads": self.threads,
             "narrative": [
                 {"tactic": t.key, "tactic_name": t.name, "findings": [fv.id for fv in fvs]}
                 for t, fvs in self.narrative
@@ -181,6 +183,7 @@ def build(case: Case, *, verify: bool = True, now: datetime | None = None) -> Re
         gaps=_gaps(ev),
         evidence=_evidence(case, report_verify),
         custody=_custody(case, report_verify),
+        threads=_threads(ev, atk),
     )
 
 
@@ -235,6 +238,52 @@ def _narrative(
     return out
 
 
+def _threads(ev: CaseEvidence, atk: attack.Attack) -> list[dict[str, Any]]:
+    """The audit reconstruction's attack threads, for the narrative: who (actor and client
+    address), with a misused credential or not, when, and the kill chain by tactic."""
+    out = []
+    for thread in ev.threads:
+        steps = timeline.thread_steps(thread)
+        raw_members = thread.get("members")
+        members: list[Any] = raw_members if isinstance(raw_members, list) else []
+        chain: list[dict[str, Any]] = []
+        raw_chain = thread.get("kill_chain")
+        for link in raw_chain if isinstance(raw_chain, list) else []:
+            if not isinstance(link, dict):
+                continue
+            idx = [i for i in link.get("steps") or [] if isinstance(i, int) and 0 <= i < len(steps)]
+            chain.append(
+                {
+                    "tactic": str(link.get("tactic") or ""),
+                    "tactic_name": atk.tactic(str(link.get("tactic") or "")).name,
+                    "steps": [
+                        {
+                            "time": steps[i].get("time"),
+                            "title": str(steps[i].get("title")),
+                            "summary": str(steps[i].get("summary") or ""),
+                            "severity": str(steps[i].get("severity") or ""),
+                        }
+                        for i in idx
+                    ],
+                }
+            )
+        chain.sort(key=lambda c: atk.order(str(c["tactic"])))
+        out.append(
+            {
+                "members": [
+                    f"{m.get('actor')} from {m.get('client_ip')}"
+                    for m in members
+                    if isinstance(m, dict)
+                ],
+                "credential_misuse": thread.get("credential_misuse") is True,
+                "start": str(thread.get("start") or ""),
+                "end": str(thread.get("end") or ""),
+                "kill_chain": chain,
+            }
+        )
+    return out
+
+
 def _matrix(
     fviews: list[FindingView], atk: attack.Attack
 ) -> list[tuple[attack.Tactic, list[tuple[attack.Technique, int]]]]:
@@ -268,6 +317,18 @@ def _summary(
         names = [atk.tactic(k).name for k in tactics if k != attack.UNMAPPED]
         if names:
             what.append("Activity consistent with " + ", ".join(names) + ".")
+        for th in ev.threads:
+            raw = th.get("members")
+            who = ", ".join(
+                f"{m.get('actor')} from {m.get('client_ip')}"
+                for m in (raw if isinstance(raw, list) else [])
+                if isinstance(m, dict)
+            )
+            misuse = " using a misused credential" if th.get("credential_misuse") is True else ""
+            what.append(
+                f"API attack thread by {who}{misuse}, {th.get('start')} to "
+                f"{th.get('end')} (audit reconstruction)"
+            )
         for fv in notable[:6]:
             f = fv.finding
             what.append(f"{f.title}" + (f" ({f.subject})" if f.subject else ""))

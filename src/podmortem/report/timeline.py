@@ -84,6 +84,7 @@ def build(ev: CaseEvidence) -> list[Entry]:
         out.extend(_runtime(rt))
     out.extend(_images(ev))
     out.extend(_findings(ev))
+    out.extend(_reconstructed(ev))
     out.extend(_custody(ev))
     return sort(out)
 
@@ -328,6 +329,64 @@ def _findings(ev: CaseEvidence) -> list[Entry]:
                 },
             )
         )
+    return out
+
+
+def thread_steps(thread: dict[str, Any]) -> list[dict[str, Any]]:
+    steps = thread.get("steps")
+    return [x for x in steps if isinstance(x, dict)] if isinstance(steps, list) else []
+
+
+def step_id(step: dict[str, Any]) -> str:
+    key = "\x00".join(str(step.get(k)) for k in ("origin", "title", "time", "summary"))
+    return "reconstruction:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _reconstructed(ev: CaseEvidence) -> list[Entry]:
+    """Steps the audit reconstruction inferred itself (a stolen token used away from its
+    pod, ...): they are in no findings table, and they belong in the timeline. Steps that
+    repeat an engine finding are already there as that finding."""
+    out: list[Entry] = []
+    seen: set[str] = set()
+    for thread in ev.threads:
+        for step in thread_steps(thread):
+            if not str(step.get("origin") or "").startswith("reconstruction:"):
+                continue
+            sid = step_id(step)
+            if sid in seen:
+                continue
+            seen.add(sid)
+            raw_ev, raw_actors = step.get("evidence"), step.get("actors")
+            evidence: list[Any] = raw_ev if isinstance(raw_ev, list) else []
+            ids = [str(e.get("audit_id")) for e in evidence if isinstance(e, dict)]
+            actors: list[Any] = raw_actors if isinstance(raw_actors, list) else []
+            techniques = step.get("techniques")
+            try:
+                sev: Severity | None = Severity.parse(str(step.get("severity")))
+            except ValueError:
+                sev = None
+            out.append(
+                Entry(
+                    sid,
+                    parse_time(step.get("time")),
+                    FINDING,
+                    "audit.reconstruct",
+                    str(actors[0]) if actors else "",
+                    str(step.get("origin") or ""),
+                    f"{step.get('title')}: {step.get('summary')}",
+                    (Provenance(AUDIT, "podmortem.audit.reconstruct", thread.get("_artifact")),),
+                    "API server",
+                    severity=sev,
+                    techniques=tuple(str(t) for t in techniques)
+                    if isinstance(techniques, list)
+                    else (),
+                    details={
+                        "analysis": "audit.reconstruct",
+                        "evidence": ids[:50],
+                        "rule_id": str(step.get("origin") or ""),
+                    },
+                )
+            )
     return out
 
 
