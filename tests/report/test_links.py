@@ -126,3 +126,21 @@ def test_process_tree_survives_a_pid_loop(n: int) -> None:
     procs.append({"pid": 10_000, "ppid": 0})
     order = process_tree(procs)
     assert sorted(p["pid"] for _, p in order) == sorted(p["pid"] for p in procs)
+
+
+def test_renamed_copy_of_an_image_file(tmp_path: Path) -> None:
+    ev = evidence(
+        tmp_path,
+        [],
+        [runtime([], [change("/tmp/.x/sleep", "added", 1), change("/bin/busybox", "added", 1)])],
+        [image(LAYERS)],
+    )
+    ev.image_hashes = {
+        "0" * 64: [("sha256:abc", "/bin/busybox", 0)],
+        "1" * 64: [("sha256:other", "/x", 0)],
+    }
+    found = links.correlate(ev, timeline.build(ev))
+    # the same path is no copy; another image's file is not this image's
+    assert _pairs(found, links.COPY_OF_IMAGE_FILE) == {
+        (f"file:{TARGET}:/tmp/.x/sleep", "layer:artifacts/analysis/image-1.json:0")
+    }

@@ -110,6 +110,10 @@ def test_origin_of_processes_and_files(live_doc: dict[str, Any]) -> None:
     assert links.FROM_LAYER in rel[server]
     assert links.MODIFIES_IMAGE_FILE in rel[f"file:{target}:/etc/crontabs/root"]
     assert links.NOT_FROM_IMAGE in rel[f"file:{target}:/tmp/.x/x.sh"]
+    # the dropped "sleep" is busybox copied from the image: same hash as layer 0's /bin/busybox
+    copy = [lk for lk in doc["links"] if lk["relation"] == links.COPY_OF_IMAGE_FILE]
+    assert [lk["source"] for lk in copy] == [f"file:{target}:/tmp/.x/sleep"]
+    assert "/bin/busybox" in copy[0]["reason"]
     ran = [lk for lk in doc["links"] if lk["relation"] == links.RAN_IMAGE]
     assert {lk["target"].split(":")[0] for lk in ran} == {"container", "audit"}
 

@@ -188,6 +188,8 @@ class CaseEvidence:
     images: list[ImageDocument] = field(default_factory=list)
     # attack threads the audit reconstruction (issue 6) told, from the audit analysis documents
     threads: list[dict[str, Any]] = field(default_factory=list)
+    # sha256 -> (image config digest, path, layer) for the hashes seen at runtime
+    image_hashes: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
     problems: list[Caveat] = field(default_factory=list)  # what the report itself could not read
 
     def problem(self, kind: str, message: str, artifact: str | None = None) -> None:
@@ -203,6 +205,7 @@ def load(case: Case) -> CaseEvidence:
     _runtime(ev, arts)
     _images(ev, arts)
     _audit_documents(ev, arts)
+    _image_hashes(ev)
     return ev
 
 
@@ -496,3 +499,41 @@ def _audit_documents(ev: CaseEvidence, arts: list[ArtifactRecord]) -> None:
         for thread in attacks if isinstance(attacks, list) else []:
             if isinstance(thread, dict):
                 ev.threads.append({**thread, "_artifact": art.path})
+
+
+def _image_hashes(ev: CaseEvidence) -> None:
+    """Which image files have the content of a file or executable seen at runtime (the image
+    capability's ``image_files`` table): a dropped file may be a renamed copy of one."""
+    wanted = sorted(
+        {
+            str(h)
+            for rt in ev.runtime
+            for h in [c.get("sha256") for c in rt.fs_changes]
+            + [p.get("exe_sha256") for p in rt.processes]
+            if isinstance(h, str) and len(h) == 64
+        }
+    )[:10_000]
+    if not wanted or not ev.case.index_path.exists():
+        return
+    import duckdb
+
+    from podmortem.case import index
+
+    try:
+        con = index.connect(ev.case, read_only=True)
+    except duckdb.Error:
+        return  # already reported by _index
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "image_files" not in tables:
+            return
+        rows = con.execute(
+            "SELECT sha256, config_digest, path, layer_index FROM image_files"
+            " WHERE sha256 IN (SELECT unnest(?)) AND hidden_by_layer IS NULL"
+            " ORDER BY layer_index, path LIMIT 100000",
+            [wanted],
+        ).fetchall()
+    finally:
+        con.close()
+    for sha, digest, path, layer in rows:
+        ev.image_hashes.setdefault(str(sha), []).append((str(digest), str(path), int(layer)))

@@ -61,6 +61,7 @@ LIKELY_WROTE = "likely-wrote"
 FROM_LAYER = "from-image-layer"
 NOT_FROM_IMAGE = "not-from-image"
 MODIFIES_IMAGE_FILE = "modifies-image-file"
+COPY_OF_IMAGE_FILE = "copy-of-image-file"
 RAN_IMAGE = "ran-image"
 EVIDENCE_OF = "evidence-of"
 
@@ -75,6 +76,7 @@ def correlate(ev: CaseEvidence, entries: list[Entry]) -> list[Link]:
     for rt in ev.runtime:
         images = [img for img in ev.images if runs_image(rt, img)]
         links.extend(_image_origin(rt, images))
+        links.extend(_copies(rt, images, ev.image_hashes))
     links.extend(_image_users(ev))
     links.extend(_finding_links(entries, by_id))
     return [lk for lk in links if lk.source in by_id or lk.target in by_id]
@@ -323,6 +325,37 @@ def _image_origin(rt: RuntimeTarget, images: list[ImageDocument]) -> list[Link]:
                     "in no layer of the image: written at runtime",
                 )
             )
+    return links
+
+
+def _copies(
+    rt: RuntimeTarget, images: list[ImageDocument], hashes: dict[str, list[tuple[str, str, int]]]
+) -> list[Link]:
+    """A file written at runtime with the content of an image file under another path (a
+    copied binary renamed to hide): link it to the layer that holds the original."""
+    if not images:
+        return []
+    img = images[0]
+    digests = _expand(img.refs)
+    links = []
+    for c in rt.fs_changes:
+        sha, path = c.get("sha256"), "/" + str(c.get("path") or "").lstrip("/")
+        originals = [
+            (p, layer) for d, p, layer in hashes.get(str(sha), []) if d in digests and p != path
+        ]
+        if c.get("change") != "added" or not originals:
+            continue
+        p, layer = originals[0]
+        links.append(
+            Link(
+                f"file:{rt.target}:{c.get('path')}",
+                f"layer:{img.artifact}:{layer}",
+                COPY_OF_IMAGE_FILE,
+                "high",
+                f"same SHA-256 as {p} in image layer {layer}: a copy of an image "
+                "file under another name",
+            )
+        )
     return links
 
 
