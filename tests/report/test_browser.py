@@ -160,6 +160,20 @@ def test_injection_is_inert_in_the_browser(browser: Any, tmp_path: Path) -> None
     assert page.errors == [] and page.requests == [page.url]
     text = p.locator("#findings").inner_text()
     assert "<script>window.__pwned=1</script>" in text  # shown, as text
-    # hover labels in the chart are text too
+    # hover labels in the chart (Plotly reads a little HTML in them) are text too
+    chart = p.evaluate("() => document.getElementById('timeline-chart').data.length")
+    seen = ""
+    for curve in range(chart):
+        p.evaluate(
+            f"() => Plotly.Fx.hover('timeline-chart', [{{curveNumber: {curve}, pointNumber: 0}}])"
+        )
+        seen += p.evaluate(
+            "() => document.querySelector('#timeline-chart .hoverlayer').textContent"
+        )
+        assert (
+            p.locator("#timeline-chart .hoverlayer img, #timeline-chart .hoverlayer script").count()
+            == 0
+        )
+    assert "<script>window.__pwned" in seen
     assert p.evaluate("() => window.__pwned") is None
     _save(page, tmp_path, "report-hostile.png", "#findings")
