@@ -19,6 +19,7 @@ from __future__ import annotations
 from podmortem.audit.sources.mapping import META_TYPE, json_structure
 
 RESIDUE = "!residue"
+SKIP = "!skip:"
 EVENT = json_structure()
 
 # (kind IS NULL OR kind = 'Event') AND (auditID OR (verb AND (requestURI OR objectRef)))
@@ -28,12 +29,34 @@ _IS_EVENT = (
 )
 
 
-def _meta(provider_if_ok: str, ok: str, envelope: str, cluster: str) -> str:
+def _meta(provider_if_ok: str, ok: str, envelope: str, cluster: str, skip: str = "NULL") -> str:
+    """``m``: ``provider`` is ``SKIP`` + reason for a counted skip (``skip`` is a SQL
+    expression giving the reason or NULL), ``RESIDUE`` unless ``ok``, else the provider."""
     return (
-        f"CAST(struct_pack(provider := CASE WHEN {ok} THEN '{provider_if_ok}' ELSE '{RESIDUE}'"
-        f" END, envelope := '{envelope}', cluster := {cluster}, line := n,"
+        f"CAST(struct_pack(provider := CASE WHEN ({skip}) IS NOT NULL THEN '{SKIP}' || ({skip})"
+        f" WHEN {ok} THEN '{provider_if_ok}' ELSE '{RESIDUE}' END,"
+        f" envelope := '{envelope}', cluster := {cluster}, line := n,"
         f" truncated := false, exec_command := NULL::VARCHAR[]) AS {META_TYPE})"
     )
+
+
+def _units(reader: str, list_path: str | None) -> str:
+    """Rows ``(r, n)``: each value of ``reader`` with its index, or, with ``list_path``,
+    each element of that list inside each value (an empty or absent list gives one NULL
+    row, which is residue: the Python reader counts it)."""
+    if list_path is None:
+        return f"SELECT json AS r, row_number() OVER () AS n FROM {reader}"  # noqa: S608 - fixed SQL text
+    return f"""
+        SELECT n, unnest(CASE WHEN json_array_length(json, '{list_path}') > 0
+                              THEN json_extract(json, '{list_path}[*]')
+                              ELSE [NULL::JSON] END) AS r
+        FROM (SELECT json, row_number() OVER () AS n FROM {reader})"""  # noqa: S608 - fixed SQL text
+
+
+def _reader(kind: str, compression: str) -> str:
+    if kind == "lines":
+        return f"read_ndjson_objects($path::VARCHAR, compression='{compression}')"
+    return f"read_json_objects($path::VARCHAR, format='{kind}', compression='{compression}')"
 
 
 def _event_of_text(expr: str) -> str:
@@ -45,46 +68,68 @@ def _event_of_text(expr: str) -> str:
     )
 
 
-def aks_blob_lines(compression: str, keep_raw: bool) -> str:
-    """Storage-blob lines: one diagnostic record per line, ``properties.log`` the Event."""
+def aks(compression: str, keep_raw: bool, *, records_doc: bool, lines: bool = True) -> str:
+    """AKS diagnostic records: storage-blob lines (one record per line), or Event Hub /
+    storage documents ``{"records": [...]}`` (``n`` is then the document's index). Records
+    of other categories are counted skips; the rest must carry an Event in ``properties.log``.
+    """
     rec = json_structure(
-        {
-            "category": "VARCHAR",
-            "properties": {"log": "JSON"},
-            "resourceId": "VARCHAR",
-        }
+        {"category": "VARCHAR", "properties": {"log": "JSON"}, "resourceId": "VARCHAR"}
     )
     cluster = (
         "CASE WHEN contains(lower(a.resourceId), '/managedclusters/')"
         " THEN nullif(regexp_extract(rtrim(a.resourceId, '/'), '[^/]+$'), '') END"
     )
+    skip = (
+        "CASE WHEN a.properties IS NOT NULL AND a.category IS NOT NULL"
+        " AND a.category NOT IN ('kube-audit', 'kube-audit-admin')"
+        " THEN 'aks: category ' || left(a.category, 60) END"
+    )
     ok = f"a.category IN ('kube-audit', 'kube-audit-admin') AND {_IS_EVENT}"
+    if records_doc:
+        layout = "newline_delimited" if lines else "unstructured"
+        units = _units(_reader(layout, compression), "$.records")
+        envelope = "records"
+    else:
+        units = _units(_reader("lines", compression), None)
+        envelope = "blob-lines"
     return f"""
-      SELECT e, {_meta("aks", ok, "blob-lines", cluster)} AS m,
+      SELECT e, {_meta("aks", ok, envelope, cluster, skip)} AS m,
              {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
       FROM (
         SELECT r, n, a, {_event_of_text("a.properties.log")} AS e
-        FROM (
-          SELECT json AS r, row_number() OVER () AS n, json_transform(json, '{rec}') AS a
-          FROM read_ndjson_objects($path::VARCHAR, compression='{compression}')))"""  # noqa: S608 - fixed SQL text, values bound
+        FROM (SELECT r, n, json_transform(r, '{rec}') AS a FROM ({units})))"""  # noqa: S608 - fixed SQL text, values bound
+
+
+_EKS_OTHER_STREAMS = (
+    "authenticator-",
+    "kube-apiserver-",
+    "kube-controller-manager-",
+    "kube-scheduler-",
+    "cloud-controller-manager-",
+)
+
+
+def _eks_skip(stream: str) -> str:
+    other = " OR ".join(f"starts_with({stream}, '{p}')" for p in _EKS_OTHER_STREAMS)
+    return (
+        f"CASE WHEN NOT starts_with({stream}, 'kube-apiserver-audit') AND ({other})"
+        f" THEN 'eks: non-audit log stream ' || regexp_replace({stream}, '-[^-]*$', '') END"
+    )
 
 
 def eks_subscription(compression: str, keep_raw: bool, layout: str = "unstructured") -> str:
-    """CloudWatch subscription DATA_MESSAGEs, concatenated (Firehose) or one per line; one
-    row per log event, ``n`` the index of the message in the file."""
-    msg = json_structure(
-        {
-            "messageType": "VARCHAR",
-            "logGroup": "VARCHAR",
-            "logStream": "VARCHAR",
-            "logEvents": "JSON",
-        }
-    )
+    """CloudWatch subscription messages, concatenated (Firehose) or one per line; one row
+    per log event, ``n`` the index of the message in the file. A CONTROL_MESSAGE is one
+    counted skip."""
+    msg = json_structure({"messageType": "VARCHAR", "logGroup": "VARCHAR", "logStream": "VARCHAR"})
     cluster = "nullif(regexp_extract(a.logGroup, '^/aws/eks/([^/]+)/cluster$', 1), '')"
-    ok = (
-        "a.messageType = 'DATA_MESSAGE' AND starts_with(a.logStream, 'kube-apiserver-audit')"
-        f" AND {_IS_EVENT}"
+    stream = "a.logStream"
+    skip = (
+        f"CASE WHEN a.messageType = 'CONTROL_MESSAGE' THEN 'eks: subscription CONTROL_MESSAGE'"
+        f" WHEN a.messageType = 'DATA_MESSAGE' THEN {_eks_skip(stream)} END"
     )
+    ok = f"a.messageType = 'DATA_MESSAGE' AND {_IS_EVENT}"
     # raw: the log event as the Python route keeps it, with the group and stream it came from
     raw = (
         "json_merge_patch(json_object('logGroup', a.logGroup, 'logStream', a.logStream), le)"
@@ -92,22 +137,41 @@ def eks_subscription(compression: str, keep_raw: bool, layout: str = "unstructur
         else "NULL::JSON"
     )
     return f"""
-      SELECT e, {_meta("eks", ok, "cloudwatch-subscription", cluster)} AS m,
+      SELECT e, {_meta("eks", ok, "cloudwatch-subscription", cluster, skip)} AS m,
              {raw} AS r, $file::VARCHAR AS f, n
       FROM (
-        SELECT a, n, le, {_event_of_text("le->'$.message'")} AS e
+        SELECT a, n, le, CASE WHEN a.messageType = 'DATA_MESSAGE'
+                              THEN {_event_of_text("le->'$.message'")} END AS e
         FROM (
-          SELECT a, n, unnest(CASE WHEN json_array_length(a.logEvents) > 0
-                                   THEN json_extract(a.logEvents, '$[*]')
+          SELECT a, n, unnest(CASE WHEN a.messageType = 'DATA_MESSAGE'
+                                    AND json_array_length(json, '$.logEvents') > 0
+                                   THEN json_extract(json, '$.logEvents[*]')
                                    ELSE [NULL::JSON] END) AS le
           FROM (
-            SELECT row_number() OVER () AS n, json_transform(json, '{msg}') AS a
-            FROM read_json_objects($path::VARCHAR, format='{layout}',
-                                   compression='{compression}'))))"""  # noqa: S608 - fixed SQL text, values bound
+            SELECT json, row_number() OVER () AS n, json_transform(json, '{msg}') AS a
+            FROM {_reader(layout, compression)})))"""  # noqa: S608 - fixed SQL text, values bound
 
 
-def gke_lines(compression: str, keep_raw: bool) -> str:
-    """Cloud Audit Log entries, one per line: the Kubernetes API calls of the plain shape
+def eks_filter_log_events(compression: str, keep_raw: bool, *, lines: bool = False) -> str:
+    """``aws logs filter-log-events`` output: ``{"events": [...]}`` documents."""
+    layout = "newline_delimited" if lines else "unstructured"
+    units = _units(_reader(layout, compression), "$.events")
+    le = json_structure({"logStreamName": "VARCHAR", "message": "JSON"})
+    ok = f"a.message IS NOT NULL AND {_IS_EVENT}"
+    return f"""
+      SELECT e, {
+        _meta("eks", ok, "filter-log-events", "NULL::VARCHAR", _eks_skip("a.logStreamName"))
+    } AS m,
+             {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
+      FROM (
+        SELECT r, n, a, {_event_of_text("a.message")} AS e
+        FROM (SELECT r, n, json_transform(r, '{le}') AS a FROM ({units})))"""  # noqa: S608 - fixed SQL text, values bound
+
+
+def gke(compression: str, keep_raw: bool, *, layout: str = "lines") -> str:
+    """Cloud Audit Log entries, one per line (``layout="lines"``) or in a JSON array
+    (``"array"``, as ``gcloud logging read --format=json`` writes): the Kubernetes API calls
+    of the plain shape
     (``k8s.io``, an identified caller, not truncated, not exec: those carry meaning the
     Python reader spells out) are mapped here, as :mod:`podmortem.audit.sources.gke` does."""
     entry = json_structure(
@@ -202,8 +266,13 @@ def gke_lines(compression: str, keep_raw: bool) -> str:
         " AND coalesce(json_type(g.operation.first) IN ('BOOLEAN', 'NULL'), true)"
         " AND coalesce(json_type(g.operation.last) IN ('BOOLEAN', 'NULL'), true)"
     )
+    skip = (
+        "CASE WHEN p.serviceName NOT IN ('k8s.io', 'container.googleapis.com')"
+        " THEN 'gke: audit entry of service ' || left(p.serviceName, 60) END"
+    )
+    envelope = "jsonl" if layout == "lines" else "array"
     return f"""
-      SELECT e, {_meta("gke", ok, "jsonl", "g.resource.labels.cluster_name")} AS m,
+      SELECT e, {_meta("gke", ok, envelope, "g.resource.labels.cluster_name", skip)} AS m,
              {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
       FROM (
         SELECT r, n, g, p, {event} AS e
@@ -217,4 +286,4 @@ def gke_lines(compression: str, keep_raw: bool) -> str:
                                lambda x: x <> '') AS parts
             FROM (
               SELECT json AS r, row_number() OVER () AS n, json_transform(json, '{entry}') AS g
-              FROM read_ndjson_objects($path::VARCHAR, compression='{compression}')))))"""  # noqa: S608 - fixed SQL text, values bound
+              FROM {_reader(layout, compression)}))))"""  # noqa: S608 - fixed SQL text, values bound

@@ -5,7 +5,6 @@ name: JSON lines, a JSON document or stream of values, CSV, CloudWatch export te
 from __future__ import annotations
 
 import enum
-import json
 import re
 from dataclasses import dataclass
 
@@ -40,8 +39,18 @@ class Framing(enum.Enum):
 # Columnar routes (DuckDB reads the file): chosen when every sniffed record has one shape.
 NATIVE = "native"
 AKS_BLOB = "aks-blob"
+AKS_RECORDS = "aks-records"
 GKE_LINES = "gke-lines"
+GKE_ARRAY = "gke-array"
 EKS_SUBSCRIPTION = "eks-subscription"
+EKS_FILTER_LOG_EVENTS = "eks-filter-log-events"
+# Documents too large for the sniff window to hold whole are recognised by how they start;
+# a wrong guess costs nothing: DuckDB's rows of another shape are residue for Python.
+_DOC_START = (
+    (re.compile(rb'^\{\s*"records"\s*:\s*\['), AKS_RECORDS),
+    (re.compile(rb'^\{\s*"messageType"\s*:'), EKS_SUBSCRIPTION),
+    (re.compile(rb'^\{\s*"events"\s*:\s*\['), EKS_FILTER_LOG_EVENTS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +64,22 @@ class Sniff:
 
 
 def _shape(obj: dict[str, object]) -> str | None:
+    """The route for a record, tested in the order :func:`classify.dispatch` uses."""
     if is_event(obj):
         return NATIVE
-    if "protoPayload" in obj:
-        return GKE_LINES
+    if obj.get("kind") == "EventList":
+        return None
+    if isinstance(obj.get("records"), list):
+        return AKS_RECORDS
     if "messageType" in obj:
         return EKS_SUBSCRIPTION
-    if "properties" in obj and "category" in obj and "records" not in obj:
+    if isinstance(obj.get("events"), list):
+        return EKS_FILTER_LOG_EVENTS
+    if "protoPayload" in obj:
+        return GKE_LINES
+    if isinstance(obj.get("message"), dict):
+        return None
+    if "properties" in obj and "category" in obj:
         return AKS_BLOB
     return None
 
@@ -89,7 +107,8 @@ def sniff(head: bytes) -> Sniff:
             return Sniff(Framing.JSONL, route=route)
         return Sniff(Framing.JSON, route=_first_value_route(body))
     if first == b"[":
-        return Sniff(Framing.JSON)
+        gke = b'"protoPayload"' in body and b'"logName"' in body
+        return Sniff(Framing.JSON, route=GKE_ARRAY if gke else None)
     head_line = lines[0] if lines else b""
     if looks_like_export_line(head_line.strip()):
         return Sniff(Framing.EXPORT_TEXT)
@@ -101,13 +120,10 @@ def sniff(head: bytes) -> Sniff:
 
 
 def _first_value_route(body: bytes) -> str | None:
-    """Objects back to back (Firehose): the route of the first one, if it is complete."""
-    try:
-        value, _ = json.JSONDecoder().raw_decode(body.decode("utf-8", "replace"))
-    except ValueError:
-        return None
-    if isinstance(value, dict) and _shape(value) == EKS_SUBSCRIPTION:
-        return EKS_SUBSCRIPTION
+    """A JSON document (or documents back to back): the route its start announces."""
+    for rx, route in _DOC_START:
+        if rx.match(body):
+            return route
     return None
 
 

@@ -22,7 +22,7 @@ import orjson
 from podmortem.audit.model import TABLE, create_table
 from podmortem.audit.sources import columnar, detect, framing, mapping
 from podmortem.audit.sources.classify import dispatch
-from podmortem.audit.sources.columnar import RESIDUE
+from podmortem.audit.sources.columnar import RESIDUE, SKIP
 from podmortem.audit.sources.context import Ctx, Where
 from podmortem.audit.sources.detect import SNIFF_BYTES, Framing, Sniff, sniff
 from podmortem.audit.sources.eks import handle_export_line
@@ -172,7 +172,8 @@ def _read_file(  # noqa: PLR0917 - internal, called once
         return
     source = _columnar_source(sn, keep_raw, found) if native_fast else None
     if source is not None:
-        residue = _columnar(f, con, table, source)
+        unit = "line" if sn.framing is Framing.JSONL else "value"
+        residue = _columnar(f, con, table, source, tally=tally, unit=unit)
         if residue is not None:
             if residue:
                 _read_python(f, sn.framing, ctx, only=residue)
@@ -195,40 +196,62 @@ def _columnar_source(sn: Sniff, keep_raw: bool, found: list[str]) -> str | None:
             f"SELECT e, struct_update(m, provider := CASE WHEN {pred} THEN m.provider"  # noqa: S608 - plain identifier, values bound
             f" ELSE '{RESIDUE}' END) AS m, r, f, n FROM ({source})"
         )
-    if sn.route == detect.AKS_BLOB and sn.framing is Framing.JSONL:
-        return columnar.aks_blob_lines(compression, keep_raw)
-    if sn.route == detect.GKE_LINES and sn.framing is Framing.JSONL:
-        return columnar.gke_lines(compression, keep_raw)
+    lines = sn.framing is Framing.JSONL
+    if sn.route == detect.AKS_BLOB and lines:
+        return columnar.aks(compression, keep_raw, records_doc=False)
+    if sn.route == detect.AKS_RECORDS:
+        return columnar.aks(compression, keep_raw, records_doc=True, lines=lines)
+    if sn.route == detect.GKE_LINES and lines:
+        return columnar.gke(compression, keep_raw, layout="lines")
+    if sn.route == detect.GKE_ARRAY and not lines:
+        return columnar.gke(compression, keep_raw, layout="array")
     if sn.route == detect.EKS_SUBSCRIPTION:
-        layout = "newline_delimited" if sn.framing is Framing.JSONL else "unstructured"
+        layout = "newline_delimited" if lines else "unstructured"
         return columnar.eks_subscription(compression, keep_raw, layout)
+    if sn.route == detect.EKS_FILTER_LOG_EVENTS:
+        return columnar.eks_filter_log_events(compression, keep_raw, lines=lines)
     return None
 
 
 def _columnar(
-    f: InputFile, con: duckdb.DuckDBPyConnection, table: str, source: str
+    f: InputFile,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: str,
+    *,
+    tally: Tally,
+    unit: str,
 ) -> set[int] | None:
-    """DuckDB reads the file; returns the units (lines, or values of a concatenated file)
-    holding residue rows, deleted here to be re-read in Python; None when DuckDB refused
-    the file (then the Python route reads all of it)."""
+    """DuckDB reads the file. Returns the units (lines, or values of a JSON file) holding
+    residue rows, deleted here to be re-read whole in Python; None when DuckDB refused the
+    file (then the Python route reads all of it). Rows marked as skips are counted here,
+    except in residue units (the Python reader will count those)."""
     before = _max_rowid(con, table)
     try:
         con.execute(mapping.insert_sql(table, source), {"file": f.name, "path": str(f.path)})
     except mapping.DUCKDB_ERRORS:
         return None
-    rows = con.execute(
-        f'DELETE FROM "{table}" WHERE rowid > ? AND provider = ? RETURNING source_line',  # noqa: S608 - plain identifier, values bound
-        [before, RESIDUE],
+    units = sorted(
+        int(r[0])
+        for r in con.execute(
+            f'SELECT DISTINCT source_line FROM "{table}" WHERE rowid > ? AND provider = ?',  # noqa: S608 - plain identifier, values bound
+            [before, RESIDUE],
+        ).fetchall()
+    )
+    skips = con.execute(
+        f'SELECT provider, count(*), min(source_line) FROM "{table}"'  # noqa: S608 - plain identifier, values bound
+        " WHERE rowid > ? AND starts_with(provider, ?) AND NOT list_contains(?, source_line)"
+        " GROUP BY provider ORDER BY provider",
+        [before, SKIP, units],
     ).fetchall()
-    units = {int(r[0]) for r in rows}
-    if units:
-        # a unit with one residue row is re-read whole: drop its other rows too
-        con.execute(
-            f'DELETE FROM "{table}" WHERE rowid > ? AND source_line IN '  # noqa: S608 - plain identifier, values bound
-            "(SELECT unnest(?::BIGINT[]))",
-            [before, sorted(units)],
-        )
-    return units
+    for provider, n, first in skips:
+        tally.skip(str(provider)[len(SKIP) :], f.name, (f"{unit} {first}",), n=int(n))
+    con.execute(
+        f'DELETE FROM "{table}" WHERE rowid > ? AND (starts_with(provider, ?)'  # noqa: S608 - plain identifier, values bound
+        " OR list_contains(?, source_line))",
+        [before, "!", units],
+    )
+    return set(units)
 
 
 def _read_python(f: InputFile, fr: Framing, ctx: Ctx, only: set[int] | None = None) -> None:
