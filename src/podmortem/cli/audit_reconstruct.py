@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     import duckdb
 
+    from podmortem.audit.reconstruct import Reconstruction
     from podmortem.audit.reconstruct.pivots import PivotResult
 
 console = Console(highlight=False)
@@ -310,3 +311,39 @@ def _into_case(
         n = timeline.write(_Utf8Sink(w), fmt, con, where=where, params=params, tags=tags)  # type: ignore[arg-type]
     case.log_action("analysis_run", {"analysis": "audit-timeline", "artifact": name, "events": n})
     return n
+
+
+TOP_STEPS = 30
+
+
+def print_reconstruction(out: Console, rec: Reconstruction) -> None:
+    """The narrative in a few lines, for ``audit analyze``'s terminal summary."""
+    nar = rec.narrative
+    misused = [c for c in rec.credentials if c.misused]
+    for c in misused[:5]:
+        bad = [u for u in c.uses if u.misused]
+        out.print(
+            f"[red]stolen credential[/] {for_terminal(c.credential_id, 120)}"
+            f" of {for_terminal(c.subject, 120)}: used from"
+            f" {for_terminal(', '.join(sorted({str(u.client_ip) for u in bad})), 200)}"
+            + (f", issued by {for_terminal(c.issue.requester, 120)}" if c.issue else "")
+        )
+    if not nar.attacks:
+        out.print(
+            f"\n[bold]no attack narrative[/]: {len(nar.unchained)} group(s) of findings show"
+            " no progression past a single tactic (listed in --json under narrative.unchained)"
+        )
+    for n, th in enumerate(nar.attacks, 1):
+        who = ", ".join(f"{a}@{ip}" for a, ip in th.members)
+        out.print(f"\n[bold red]attack {n}[/] by {for_terminal(who, 400)}")
+        for st in th.steps[:TOP_STEPS]:
+            when = st.time.strftime("%H:%M:%S") if st.time else "?"
+            out.print(
+                f"  {when} [cyan]{st.tactic:20}[/] {for_terminal(st.title, 90)}"
+                f" ({st.evidence_total} request(s){', refused' if st.outcome == 'refused' else ''})"
+            )
+        if len(th.steps) > TOP_STEPS:
+            out.print(f"  ... {len(th.steps) - TOP_STEPS} more step(s) in --json")
+    if rec.gaps:
+        ids = sorted({g.gap_id for g in rec.gaps})
+        out.print(f"evidence gaps: {', '.join(ids)} (what the logs could not show; see --json)")

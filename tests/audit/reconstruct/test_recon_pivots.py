@@ -141,3 +141,41 @@ def test_case_round_trip(tmp_path: Path) -> None:
     text = (case.root / export.path).read_text(encoding="utf-8")
     assert text.splitlines()[0].startswith("message,datetime,timestamp,timestamp_desc")
     assert "attack-1" in text  # narrative steps tagged from the case's stored findings
+
+
+def test_persisted_request_table_gives_the_same_answers(tmp_path: Path) -> None:
+    """A case index keeps the request table; pivots read it while it matches the events and
+    fall back to the events the moment it does not."""
+    from podmortem.audit.reconstruct import reconstruct, requests
+
+    path = tmp_path / "persist.duckdb"
+    con = duckdb.connect(str(path))
+    load(con, [fixture_path("attack", "native")])
+    plain = {
+        "actor": pivots.actor(con, WEB).to_dict(),
+        "object": pivots.object_(con, "shop/secrets/payments-db").to_dict(),
+        "credential": pivots.credential(con, scenarios.WEB_JTI).to_dict(),
+    }
+    reconstruct(con, persist=True)
+    assert requests.fresh(con)
+    kept = {
+        "actor": pivots.actor(con, WEB).to_dict(),
+        "object": pivots.object_(con, "shop/secrets/payments-db").to_dict(),
+        "credential": pivots.credential(con, scenarios.WEB_JTI).to_dict(),
+    }
+    for k in plain:
+        plain[k].pop("seconds")
+        kept[k].pop("seconds")
+        assert json.dumps(plain[k], sort_keys=True, default=str) == json.dumps(
+            kept[k], sort_keys=True, default=str
+        ), k
+    # New events arrive: the persisted table is stale and is not used.
+    con.execute(
+        "INSERT INTO audit_events SELECT * REPLACE ('extra-' || event_key AS event_key, "
+        "'extra-' || audit_id AS audit_id) FROM audit_events WHERE username = ? LIMIT 3",
+        [WEB],
+    )
+    assert not requests.fresh(con)
+    after = pivots.actor(con, WEB)
+    assert after.requests_total == kept["actor"]["requests_total"] + 3
+    con.close()

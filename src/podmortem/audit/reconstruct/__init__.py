@@ -88,16 +88,22 @@ def reconstruct(
     policy: ActorPolicy | None = None,
     session_gap_s: int = DEFAULT_GAP_S,
     tactic_map: TacticMap | None = None,
+    persist: bool = False,
 ) -> Reconstruction:
-    """Reconstruct attacker activity from the events in ``table`` and the engine's findings."""
+    """Reconstruct attacker activity from the events in ``table`` and the engine's findings.
+
+    ``persist`` keeps the request table and the pod/node addresses in the database (a
+    case index), where the pivots find them ready."""
     requests.check_table(table)
     rec = Reconstruction()
     clock = _time.perf_counter
     t = clock()
-    rec.requests = requests.materialize(con, table, policy)
+    rec.requests = requests.materialize(con, table, policy, persist=persist)
     rec.seconds["requests"] = clock() - t
     t = clock()
-    where = origins.learn(con, table)
+    where = origins.learn(con, table, use_saved=False)
+    if persist:
+        origins.save(con, where)
     rec.credentials = credentials.follow(con, table, origins=where)
     rec.seconds["credentials"] = clock() - t
     t = clock()

@@ -254,20 +254,22 @@ def follow(
     requests: str = REQUESTS,
     *,
     origins: Origins | None = None,
-    only: str | None = None,
+    only: str | Sequence[str] | None = None,
 ) -> list[CredentialChain]:
     """Link TokenRequests to uses and judge every use of a bound token against its binding.
 
-    ``only`` restricts the work to one credential ID (or, for logs without IDs, one
-    service-account username): what ``podmortem audit credential`` asks.
+    ``only`` restricts the work to some credential IDs (or, for logs without IDs,
+    service-account usernames): what ``podmortem audit credential`` asks.
     """
-    if only is None:
+    wanted = [only] if isinstance(only, str) else list(only) if only is not None else None
+    if wanted is None:
         where, params = "credential_id IS NOT NULL", []
         sa_where = f"credential_id IS NULL AND actor LIKE '{SA_PREFIX}%'"
         sa_params: list[object] = []
     else:
-        where, params = "credential_id = ?", [only]
-        sa_where, sa_params = "credential_id IS NULL AND actor = ?", [only]
+        where, params = "credential_id IN (SELECT unnest(?::VARCHAR[]))", [wanted]
+        sa_where = "credential_id IS NULL AND actor IN (SELECT unnest(?::VARCHAR[]))"
+        sa_params = [wanted]
     chains: dict[str, CredentialChain] = {}
     for cred, use in _uses(con, requests, where, params):
         ch = chains.setdefault(cred, CredentialChain(cred, _kind(cred), "credential-id", use.actor))
@@ -280,11 +282,12 @@ def follow(
         )
         ch.uses.append(use)
     all_issues = issues(con, table, requests)
-    if only is not None:
+    if wanted is not None:
         all_issues = [
             i
             for i in all_issues
-            if only in (i.credential_id, f"{SA_PREFIX}{i.namespace}:{i.service_account}")
+            if i.credential_id in wanted
+            or f"{SA_PREFIX}{i.namespace}:{i.service_account}" in wanted
         ]
     by_id = {i.credential_id: i for i in all_issues if i.credential_id}
     for cid, issue in by_id.items():
@@ -300,7 +303,7 @@ def follow(
         # Following by name compares with every pod and node address in the cluster; a
         # bound token only with its own pod's and node's.
         by_name = any(c.basis == "service-account" for c in chains.values())
-        full = only is None or by_name
+        full = wanted is None or by_name
         origins = learn(con, table) if full else learn(con, table, nodes=nodes, pods=pods)
     for ch in chains.values():
         _judge(ch, origins)

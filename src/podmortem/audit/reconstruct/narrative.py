@@ -258,6 +258,7 @@ def build(
     # Credential misuse and tokens minted by non-infrastructure identities.
     misuse_keys: set[Key] = set()
     minted: set[str] = set()
+    pending: list[tuple[list[str], dict[Key, list[EvidenceEvent]]]] = []
     for ch in chains:
         bad = [u for u in ch.uses if u.misused and u.confidence in ("high", "medium")]
         issuer: Key | None = None
@@ -277,12 +278,8 @@ def build(
         ids = [i for u in bad for i in u.audit_ids]
         if issuer is not None and ch.issue:
             ids.append(ch.issue.audit_id)
-        ev_rows = _evidence_rows(con, requests, ids)
-        per_key = defaultdict(list)
-        for i in ids:
-            if i in ev_rows:
-                key, ev, _ = ev_rows[i]
-                per_key[key].append(ev)
+        per_key: dict[Key, list[EvidenceEvent]] = defaultdict(list)
+        pending.append((ids, per_key))  # filled below, in one query for all credentials
         for u in bad:
             misuse_keys.add((u.actor, u.client_ip))
         title = (
@@ -314,6 +311,12 @@ def build(
                 per_key,
             )
         )
+    cred_rows = _evidence_rows(con, requests, sorted({i for ids, _ in pending for i in ids}))
+    for ids, per_key in pending:
+        for i in ids:
+            if i in cred_rows:
+                key, ev, _ = cred_rows[i]
+                per_key[key].append(ev)
     for _, per_key in seeds:
         for k in per_key:
             uf.add(k)
@@ -321,6 +324,10 @@ def build(
     # seen from those addresses (an anonymous probe from the attacker's host).
     external = sorted({ip for k in list(uf.parent) if (ip := k[1]) and not origins.in_cluster(ip)})
     if external:
+        anchors: dict[str, Key] = {}
+        for m in list(uf.parent):
+            if m[1] is not None:
+                anchors.setdefault(m[1], m)
         for actor, ip, cls in con.execute(
             f"SELECT DISTINCT actor, client_ip, actor_class FROM {requests} "
             "WHERE client_ip IN (SELECT unnest(?::VARCHAR[]))",
@@ -329,7 +336,7 @@ def build(
             if str(cls) not in PERSON_CLASSES:
                 continue
             k = (str(actor), ip)
-            anchor = next(m for m in list(uf.parent) if m[1] == ip)
+            anchor = anchors[str(ip)]
             if k != anchor:
                 links[k].append(f"{actor} and {anchor[0]} both connected from {ip}")
             uf.union(anchor, k)

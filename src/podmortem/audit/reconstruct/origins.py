@@ -15,14 +15,17 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import duckdb
 
 from podmortem.audit.model import TABLE
-from podmortem.audit.reconstruct.requests import client_ip
+from podmortem.audit.reconstruct.requests import client_ip, fresh
 
 MAX_PODS = 200_000  # distinct (namespace, pod) addresses remembered; beyond, counted only
 NODE_PREFIX = "system:node:"
+POD_IPS = "recon_pod_ips"
+NODE_IPS = "recon_node_ips"
 
 
 @dataclass(slots=True)
@@ -31,36 +34,44 @@ class Origins:
     node_ips: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     truncated: bool = False
 
+    _owners: dict[str, str] | None = None
+
     def owner(self, ip: str | None) -> str | None:
-        """Who an address belongs to, as the log shows it: ``node NAME`` or ``pod NS/NAME``."""
+        """Who an address belongs to, as the log shows it: ``node NAME`` or ``pod NS/NAME``
+        (a node first: pods on the host network share its address)."""
         if not ip:
             return None
-        nodes = sorted(n for n, ips in self.node_ips.items() if ip in ips)
-        if nodes:
-            return f"node {nodes[0]}"
-        pods = sorted(f"{ns}/{p}" for (ns, p), ips in self.pod_ips.items() if ip in ips)
-        return f"pod {pods[0]}" if pods else None
+        if self._owners is None:
+            owners: dict[str, str] = {}
+            for (ns, p), ips in sorted(self.pod_ips.items(), reverse=True):
+                owners.update(dict.fromkeys(ips, f"pod {ns}/{p}"))
+            for n, ips in sorted(self.node_ips.items(), reverse=True):
+                owners.update(dict.fromkeys(ips, f"node {n}"))
+            self._owners = owners
+        return self._owners.get(ip)
 
     def in_cluster(self, ip: str | None) -> bool:
         return self.owner(ip) is not None
 
 
+# Documentation ranges (RFC 5737, RFC 3849) stand in for public addresses in examples and
+# tests, so they count as public here.
+_DOC_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+
+
+@lru_cache(maxsize=65_536)
 def is_public(ip: str | None) -> bool:
-    """A globally routable address: not private, loopback, link-local, shared (CGNAT) or
-    documentation space... except that documentation ranges (RFC 5737) stand in for public
-    addresses in examples and tests, so they count as public here."""
+    """A globally routable address: not private, loopback, link-local or shared (CGNAT)."""
     if not ip:
         return False
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    doc = any(
-        addr in ipaddress.ip_network(n)
-        for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
-        if addr.version == ipaddress.ip_network(n).version
-    )
-    return doc or addr.is_global
+    return addr.is_global or any(addr in n for n in _DOC_NETS if n.version == addr.version)
 
 
 def learn(
@@ -69,9 +80,12 @@ def learn(
     *,
     nodes: list[str] | None = None,
     pods: list[tuple[str, str]] | None = None,
+    use_saved: bool = True,
 ) -> Origins:
     """Read pod and node addresses from the events table. ``nodes``/``pods`` limit the
     search (a pivot needs only the binding of one credential)."""
+    if use_saved and fresh(con, table) and _saved(con):
+        return _load_saved(con, nodes, pods)
     o = Origins()
     pod_filter = ""
     params: list[object] = []
@@ -121,6 +135,40 @@ def learn(
         for ip in ips or []:
             if ip and _valid(ip):
                 o.node_ips[str(user)[len(NODE_PREFIX) :]].add(str(ip))
+    return o
+
+
+def save(con: duckdb.DuckDBPyConnection, o: Origins) -> None:
+    """Keep the addresses in the case index beside the request table they were read with."""
+    con.execute(f"CREATE OR REPLACE TABLE main.{POD_IPS} (ns VARCHAR, pod VARCHAR, ip VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TABLE main.{NODE_IPS} (node VARCHAR, ip VARCHAR)")
+    pod_rows = [(ns, p, ip) for (ns, p), ips in o.pod_ips.items() for ip in sorted(ips)]
+    node_rows = [(n, ip) for n, ips in o.node_ips.items() for ip in sorted(ips)]
+    if pod_rows:
+        con.executemany(f"INSERT INTO main.{POD_IPS} VALUES (?, ?, ?)", pod_rows)
+    if node_rows:
+        con.executemany(f"INSERT INTO main.{NODE_IPS} VALUES (?, ?)", node_rows)
+
+
+def _saved(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND schema_name = 'main' AND table_name IN (?, ?)",
+        [POD_IPS, NODE_IPS],
+    ).fetchone()
+    return bool(row and row[0] == 2)
+
+
+def _load_saved(
+    con: duckdb.DuckDBPyConnection, nodes: list[str] | None, pods: list[tuple[str, str]] | None
+) -> Origins:
+    o = Origins()
+    for ns, pod, ip in con.execute(f"SELECT ns, pod, ip FROM main.{POD_IPS}").fetchall():
+        if pods is None or (ns, pod) in pods:
+            o.pod_ips[(str(ns), str(pod))].add(str(ip))
+    for node, ip in con.execute(f"SELECT node, ip FROM main.{NODE_IPS}").fetchall():
+        if nodes is None or node in nodes:
+            o.node_ips[str(node)].add(str(ip))
     return o
 
 

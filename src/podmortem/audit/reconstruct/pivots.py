@@ -22,7 +22,12 @@ from podmortem.audit.reconstruct.blast import BlastRadius, blast_radius
 from podmortem.audit.reconstruct.credentials import CredentialChain, follow
 from podmortem.audit.reconstruct.identity import Actor, actors
 from podmortem.audit.reconstruct.requests import (
+    EXTRA_CREDENTIAL,
+    ISSUED_CREDENTIAL,
+    REQUESTS,
     check_table,
+    fresh,
+    json_value,
     object_label,
     outcome,
     select_requests,
@@ -31,6 +36,19 @@ from podmortem.audit.reconstruct.sessions import DEFAULT_GAP_S, Session, session
 from podmortem.errors import InputError
 
 PIVOT = "recon_pivot"
+CREDENTIALS = "recon_pivot_credentials"
+# The requests of some credentials: presented (user.extra), issued (a TokenRequest's
+# annotation), or, for logs without credential IDs, a service account by name.
+_CREDENTIAL_WHERE_ANY = (
+    f"({json_value('user_extra', EXTRA_CREDENTIAL)} IN (SELECT unnest(?::VARCHAR[]))"
+    f" OR {json_value('annotations', ISSUED_CREDENTIAL)} IN (SELECT unnest(?::VARCHAR[]))"
+    " OR coalesce(username, '') IN (SELECT unnest(?::VARCHAR[])))"
+)
+_CREDENTIAL_DERIVED_ANY = (
+    "(credential_id IN (SELECT unnest(?::VARCHAR[]))"
+    " OR issued_credential IN (SELECT unnest(?::VARCHAR[]))"
+    " OR actor IN (SELECT unnest(?::VARCHAR[])))"
+)
 DEFAULT_LIMIT = 200
 MAX_CREDENTIALS = 20
 MAX_ADDRESSES = 20
@@ -104,20 +122,33 @@ class PivotResult:
         }
 
 
-def _narrow(con: duckdb.DuckDBPyConnection, table: str, where: str, params: list[object]) -> int:
+def _narrow(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    where: tuple[str, list[object]],
+    derived: tuple[str, list[object]],
+    into: str = PIVOT,
+) -> int:
+    """Copy the pivot's requests into a small temporary table. ``where`` filters the events
+    table; ``derived`` filters the persisted request table (same answer, no JSON to parse,
+    no deduplication), used when it was built from exactly these events."""
     _check_table(con, table)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {PIVOT} AS {select_requests(table, where)} ORDER BY ts, rid",
-        params,
-    )
-    row = con.execute(f"SELECT count(*) FROM {PIVOT}").fetchone()
+    if fresh(con, table):
+        sql = f"SELECT * FROM main.{REQUESTS} WHERE {derived[0]}"
+        params = derived[1]
+    else:
+        sql, params = select_requests(table, where[0]), where[1]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {sql} ORDER BY ts, rid", params)
+    row = con.execute(f"SELECT count(*) FROM {into}").fetchone()
     return int(row[0]) if row else 0
 
 
 def _check_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     check_table(table)
     found = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND table_name = ?",
+        [table],
     ).fetchone()
     if not found or not found[0]:
         raise InputError(
@@ -179,14 +210,19 @@ def actor(
     name = _name(name, "actor name")
     # Anonymous requests carry no username at all on some providers: '' and
     # system:anonymous are the same actor to an investigator.
-    names = ["", "system:anonymous"] if name in ("", "system:anonymous") else [name]
+    if name in ("", "system:anonymous"):
+        where: tuple[str, list[object]] = (
+            "(username IS NULL OR username IN ('', 'system:anonymous'))",
+            [],
+        )
+        derived: tuple[str, list[object]] = ("actor IN ('', 'system:anonymous')", [])
+    else:
+        where, derived = ("username = ?", [name]), ("actor = ?", [name])
     res = PivotResult("actor", name)
-    res.requests_total = _narrow(
-        con, table, "coalesce(username, '') IN (SELECT unnest(?::VARCHAR[]))", [names]
-    )
+    res.requests_total = _narrow(con, table, where, derived)
     res.timeline = _timeline(con, limit)
     res.actors, _ = actors(con, table, PIVOT)
-    res.sessions, res.sessions_total = sessions(con, PIVOT, where="TRUE", params=[])
+    res.sessions, res.sessions_total = sessions(con, PIVOT, where="TRUE", params=[], gap_s=gap_s)
     creds = [
         str(r[0])
         for r in con.execute(
@@ -194,8 +230,16 @@ def actor(
             f"GROUP BY 1 ORDER BY min(ts) LIMIT {MAX_CREDENTIALS}"
         ).fetchall()
     ]
-    for cid in creds or ([name] if name.startswith("system:serviceaccount:") else []):
-        res.credentials.extend(credential(con, cid, table=table, limit=0).credentials)
+    wanted = creds or ([name] if name.startswith("system:serviceaccount:") else [])
+    if wanted:
+        _narrow(
+            con,
+            table,
+            (_CREDENTIAL_WHERE_ANY, [wanted] * 3),
+            (_CREDENTIAL_DERIVED_ANY, [wanted] * 3),
+            into=CREDENTIALS,
+        )
+        res.credentials = follow(con, table, CREDENTIALS, only=wanted)
     keys = [
         (str(r[0]), r[1])
         for r in con.execute(
@@ -203,8 +247,6 @@ def actor(
             f"LIMIT {MAX_ADDRESSES}"
         ).fetchall()
     ]
-    # credential() replaced the pivot table: narrow again for the blast radius.
-    _narrow(con, table, "coalesce(username, '') IN (SELECT unnest(?::VARCHAR[]))", [names])
     res.blast = blast_radius(con, keys, table, PIVOT)
     res.seconds = time.perf_counter() - t0
     return res
@@ -232,11 +274,9 @@ def object_(
     t0 = time.perf_counter()
     ns, resource, name = parse_object(spec)
     res = PivotResult("object", spec)
+    same = "obj_resource = ? AND obj_name = ? AND obj_namespace IS NOT DISTINCT FROM ?"
     res.requests_total = _narrow(
-        con,
-        table,
-        "obj_resource = ? AND obj_name = ? AND obj_namespace IS NOT DISTINCT FROM ?",
-        [resource, name, ns],
+        con, table, (same, [resource, name, ns]), (same, [resource, name, ns])
     )
     res.timeline = _timeline(con, limit)
     res.actors, _ = actors(con, table, PIVOT)
@@ -285,13 +325,16 @@ def credential(
     if not cid:
         raise InputError("empty credential ID")
     res = PivotResult("credential", cid)
-    # The ID is searched as text in user.extra and annotations first (a cheap scan); the
-    # exact comparison on the extracted value follows in follow().
-    where = (
-        "(contains(CAST(user_extra AS VARCHAR), ?) OR contains(CAST(annotations AS VARCHAR), ?)"
-        " OR coalesce(username, '') = ?)"
+    res.requests_total = _narrow(
+        con,
+        table,
+        (
+            "(contains(CAST(user_extra AS VARCHAR), ?)"
+            " OR contains(CAST(annotations AS VARCHAR), ?) OR coalesce(username, '') = ?)",
+            [cid, cid, cid],
+        ),
+        ("(credential_id = ? OR issued_credential = ? OR actor = ?)", [cid, cid, cid]),
     )
-    res.requests_total = _narrow(con, table, where, [cid, cid, cid])
     res.credentials = follow(con, table, PIVOT, only=cid)
     res.timeline = _timeline(con, limit) if limit else []
     res.seconds = time.perf_counter() - t0

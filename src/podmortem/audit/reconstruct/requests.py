@@ -33,6 +33,8 @@ from podmortem.audit.model import TABLE
 from podmortem.errors import InputError
 
 REQUESTS = "recon_requests"
+META = "recon_meta"
+META_VERSION = 1  # bump when the request table's columns change
 EXTRA_CREDENTIAL = "authentication.kubernetes.io/credential-id"
 EXTRA_POD = "authentication.kubernetes.io/pod-name"
 EXTRA_NODE = "authentication.kubernetes.io/node-name"
@@ -125,16 +127,60 @@ def check_table(table: str) -> str:
 
 
 def materialize(
-    con: duckdb.DuckDBPyConnection, table: str = TABLE, policy: ActorPolicy | None = None
+    con: duckdb.DuckDBPyConnection,
+    table: str = TABLE,
+    policy: ActorPolicy | None = None,
+    *,
+    persist: bool = False,
 ) -> int:
-    """Build the temporary request table the whole-log reconstruction works on."""
+    """Build the request table the whole-log reconstruction works on.
+
+    With ``persist`` (a case index, written by ``audit analyze --case``) it is kept as a
+    real table sorted by actor, with a note of the events it was built from: pivots then
+    read it instead of deduplicating and parsing the events again, and DuckDB's per-block
+    min/max lets an actor pivot skip every block holding other actors."""
     check_table(table)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {REQUESTS} AS {select_requests(table, policy=policy)}"
-        " ORDER BY ts, rid"
-    )
+    sql = select_requests(table, policy=policy)
+    if persist:
+        con.execute(f"CREATE OR REPLACE TABLE main.{REQUESTS} AS {sql} ORDER BY actor, ts, rid")
+        con.execute(f"DROP TABLE IF EXISTS temp.{REQUESTS}")
+        events, max_rowid = _shape(con, table)
+        con.execute(
+            f"CREATE OR REPLACE TABLE main.{META} AS SELECT ? AS source_table, ? AS events, "
+            "? AS max_rowid, ? AS version",
+            [table, events, max_rowid, META_VERSION],
+        )
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {REQUESTS} AS {sql} ORDER BY ts, rid")
     row = con.execute(f"SELECT count(*) FROM {REQUESTS}").fetchone()
     return int(row[0]) if row else 0
+
+
+def _shape(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int]:
+    row = con.execute(f'SELECT count(*), coalesce(max(rowid), -1) FROM "{table}"').fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, -1)
+
+
+def fresh(con: duckdb.DuckDBPyConnection, table: str = TABLE) -> bool:
+    """Is there a persisted request table built from exactly the events now in ``table``?"""
+    check_table(table)
+    have = {
+        str(r[0])
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main' "
+            "AND table_name IN (?, ?)",
+            [REQUESTS, META],
+        ).fetchall()
+    }
+    if have != {REQUESTS, META}:
+        return False
+    row = con.execute(
+        f"SELECT source_table, events, max_rowid, version FROM main.{META}"
+    ).fetchone()
+    if not row or str(row[0]) != table or int(row[3]) != META_VERSION:
+        return False
+    return (int(row[1]), int(row[2])) == _shape(con, table)
 
 
 def object_label(alias: str = "") -> str:
