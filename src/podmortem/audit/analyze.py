@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,9 @@ from podmortem.errors import InputError
 from podmortem.findings import Caveat, Finding, Provenance, Severity
 
 ANALYSIS = "audit"
+# DuckDB's memory limit for the event database podmortem opens itself (not a caller's).
+DEFAULT_MEMORY_LIMIT = "1GB"
+_LIMIT = re.compile(r"[0-9]+(?:\.[0-9]+)?\s*(?:[KMGT]i?B|B)", re.IGNORECASE)
 MAX_CASE_INPUT_FILES = 100_000
 
 
@@ -136,6 +141,7 @@ def analyze(
     policy: ActorPolicy | None = None,
     stdin: BinaryIO | None = None,
     keep_raw: bool = True,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     reconstruction: bool = True,
 ) -> AnalysisResult:
     """Load ``inputs`` (files, folders, ``-``), run the rules, return the result.
@@ -156,6 +162,7 @@ def analyze(
 
     evidence: list[dict[str, Any]] = []
     own_con = con is None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
     if case is not None:
         inputs, evidence = _into_case(case, inputs, stdin)
         if con is None:
@@ -163,15 +170,23 @@ def analyze(
 
             con = connect(case)
     if con is None:
-        con = duckdb.connect()
+        # A file-backed scratch database, not an in-memory one: DuckDB can then evict table
+        # data under its memory limit, so a large input streams instead of filling RAM.
+        scratch = tempfile.TemporaryDirectory(prefix="podmortem-audit-")
+        con = duckdb.connect(str(Path(scratch.name) / "events.duckdb"))
+    if own_con and memory_limit:
+        con.execute(f"SET memory_limit = '{_checked_limit(memory_limit)}'")
     try:
         t1 = time.perf_counter()
         loaded = load(con, inputs, table=table, stdin=stdin, keep_raw=keep_raw)
         seconds["load"] = time.perf_counter() - t1
         engine_result = run(con, rules, table=table, policy=policy)
         t2 = time.perf_counter()
+        # With a case, the request table and addresses stay in its index for the pivots.
         rec = (
-            reconstruct(con, engine_result.findings, table=table, policy=policy)
+            reconstruct(
+                con, engine_result.findings, table=table, policy=policy, persist=case is not None
+            )
             if reconstruction
             else None
         )
@@ -192,6 +207,8 @@ def analyze(
     finally:
         if own_con:
             con.close()
+        if scratch is not None:
+            scratch.cleanup()
     shown = [f for f in engine_result.findings if f.severity >= min_severity]
     result = AnalysisResult(
         events_read=loaded.events_read,
@@ -210,6 +227,12 @@ def analyze(
     if case is not None:
         case.log_action("analysis_run", _custody_record(result, evidence))
     return result
+
+
+def _checked_limit(limit: str) -> str:
+    if not _LIMIT.fullmatch(limit.strip()):
+        raise InputError(f"memory limit {limit!r} is not a size such as 1GB or 512MB")
+    return limit.strip()
 
 
 def _into_case(

@@ -143,6 +143,10 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
             f"  {sum(s.requests for s in supp)} match(es) by {actors} system identities"
             " suppressed as expected behaviour (listed in --json)"
         )
+    if result.reconstruction is not None:
+        from podmortem.cli.audit_reconstruct import print_reconstruction
+
+        print_reconstruction(console, result.reconstruction)
     if result.caveats:
         console.print(f"\n[bold]{len(result.caveats)} caveat(s)[/]:")
         for c in result.caveats[:TOP_CAVEATS]:
