@@ -109,6 +109,11 @@ def test_summary_narrative_matrix(doc: dict) -> None:  # type: ignore[type-arg]
     assert tactics == sorted(tactics, key=order.index)
     techniques = {t["id"] for col in doc["attack_matrix"] for t in col["techniques"]}
     assert {"T1609", "T1611", "T1098.006", "T1496", "T1574.006"} <= techniques
+    layers = doc["images"][0]["layers"]
+    implant = [f["title"] for f in layers[2]["findings"]]
+    assert "Cryptocurrency miner binary" in implant and layers[3]["findings"] == []
+    secret = [f for f in layers[1]["findings"] if f["subject"] == "/app/.env"]
+    assert secret and secret[0]["hidden_by_layer"] == 3  # deleted is not gone
     assert doc["custody"]["status"] == "intact"
     assert all(r["status"] == "verified" for r in doc["evidence"])
     assert any(g.startswith("No live acquisition") for g in doc["evidence_gaps"])

@@ -173,13 +173,22 @@ def render(r: Report) -> str:
     for img in r.images:
         out += [f"### {md(img['label'])}", ""]
         out += _table(
-            ["Layer", "Created (claimed)", "Created by", "+/~/-"],
+            ["Layer", "Created (claimed)", "Created by", "+/~/-", "Findings"],
             (
                 [
                     md(lay.get("index")),
                     md(lay.get("created")),
                     md(lay.get("created_by")),
                     f"{lay['added']}/{lay['modified']}/{lay['deleted']}",
+                    "<br>".join(
+                        f"{md(f['severity'])} {md(f['title'])} {md(f['subject'])}"
+                        + (
+                            f" (hidden by layer {f['hidden_by_layer']})"
+                            if f["hidden_by_layer"] is not None
+                            else ""
+                        )
+                        for f in lay["findings"]
+                    ),
                 ]
                 for lay in img["layers"]
             ),

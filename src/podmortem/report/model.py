@@ -443,35 +443,36 @@ def _runtime(ev: CaseEvidence, lks: list[Link]) -> list[dict[str, Any]]:
 
 
 def _images(ev: CaseEvidence) -> list[dict[str, Any]]:
+    """Each image's layers with what they did and the findings about their content (by the
+    layer's diff_id; a finding about content a later layer hid says so)."""
+    by_layer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for analysis, f in ev.findings:
+        diff_id = f.extra.get("layer_diff_id") if isinstance(f.extra, dict) else None
+        if analysis == "image" and diff_id:
+            hidden = f.extra.get("hidden_by_layer")
+            by_layer[str(diff_id)].append(
+                {
+                    "severity": str(f.severity),
+                    "title": f.title,
+                    "subject": f.subject,
+                    "hidden_by_layer": hidden if isinstance(hidden, int) else None,
+                }
+            )
+    keep = ("index", "diff_id", "created", "created_by", "digest", "size", "entries")
     out = []
     for img in ev.images:
+        layers = []
+        for layer in img.layers:
+            row = {k: v for k, v in layer.items() if k in keep}
+            row |= {k: len(layer[k]) for k in ("added", "modified", "deleted")}
+            row["findings"] = by_layer.get(str(layer.get("diff_id")), [])
+            layers.append(row)
         out.append(
             {
                 "artifact": img.artifact,
                 "label": img.label,
                 "identity": img.identity,
-                "layers": [
-                    {
-                        k: v
-                        for k, v in layer.items()
-                        if k
-                        in (
-                            "index",
-                            "diff_id",
-                            "created",
-                            "created_by",
-                            "digest",
-                            "size",
-                            "entries",
-                        )
-                    }
-                    | {
-                        "added": len(layer.get("added") or []),
-                        "modified": len(layer.get("modified") or []),
-                        "deleted": len(layer.get("deleted") or []),
-                    }
-                    for layer in img.layers
-                ],
+                "layers": layers,
             }
         )
     return out
