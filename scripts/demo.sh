@@ -7,7 +7,9 @@
 # output is replaced); opens nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# A developer's environment (test tools installed) is kept whole; a fresh clone gets the
+# runtime dependencies only.
+if [[ -x .venv/bin/pytest ]]; then scripts/setup.sh --dev; else scripts/setup.sh; fi
 pm=.venv/bin/podmortem
 py=.venv/bin/python
 out=${1:-demo-case}
