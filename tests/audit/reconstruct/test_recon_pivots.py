@@ -163,10 +163,10 @@ def test_persisted_request_table_gives_the_same_answers(tmp_path: Path) -> None:
         "object": pivots.object_(con, "shop/secrets/payments-db").to_dict(),
         "credential": pivots.credential(con, scenarios.WEB_JTI).to_dict(),
     }
-    for k in plain:
-        plain[k].pop("seconds")
+    for k, before in plain.items():
+        before.pop("seconds")
         kept[k].pop("seconds")
-        assert json.dumps(plain[k], sort_keys=True, default=str) == json.dumps(
+        assert json.dumps(before, sort_keys=True, default=str) == json.dumps(
             kept[k], sort_keys=True, default=str
         ), k
     # New events arrive: the persisted table is stale and is not used.
