@@ -223,3 +223,30 @@ def test_layer_history_is_redacted_everywhere(tmp_path: Path) -> None:
     assert "hunter2secret" not in json.dumps([x.to_dict() for x in a.layers])
     assert "<redacted sha256:" in a.layers[0].created_by
     assert any(f.rule_id == "image.secret.history" for f in a.findings)
+
+
+def test_layout_directories_in_a_case_never_mix(
+    case_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    one = LAYOUTS["oci-dir-gzip"](Spec(layers=[[F("/etc/one", b"1")]]), tmp_path / "a")
+    two = LAYOUTS["oci-dir-gzip"](Spec(layers=[[F("/etc/two", b"2")]]), tmp_path / "b")
+    outs = []
+    for img in (one, one, two):
+        js = tmp_path / f"r{len(outs)}.json"
+        rc, _out, err = run(
+            ["image", "analyze", str(img), "--case", str(case_dir), "--json", str(js)],
+            capsys,
+            monkeypatch,
+        )
+        assert rc == 0, err
+        outs.append(json.loads(js.read_text()))
+    assert outs[0]["image"]["config_digest"] == outs[1]["image"]["config_digest"]
+    assert outs[2]["layers"][0]["added"] == ["/etc/two"]  # not the first layout's files
+    folders = {
+        a.path.split("/")[3] for a in Case.open(case_dir).artifacts if "/analyzed/" in a.path
+    }
+    assert folders == {"oci", "oci.2"}
+    assert verify_case(case_dir).ok

@@ -58,20 +58,25 @@ def _free_name(case: Case, rel: str) -> str:
     return candidate
 
 
-def _add_once(case: Case, rel: str, src: Path, spec: str) -> ArtifactRecord:
-    """Artifacts are write-once: the same file analysed again reuses its artifact; a
-    different file under the same name gets a numbered name."""
+def _sha256_file(src: Path) -> str:
     digest = hashlib.sha256()
     with open(src, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _add_once(case: Case, rel: str, src: Path, spec: str) -> ArtifactRecord:
+    """Artifacts are write-once: the same file analysed again reuses its artifact; a
+    different file under the same name gets a numbered name."""
+    digest = _sha256_file(src)
     candidate = rel
     for n in range(2, 1000):
         try:
             rec = case.get(candidate)
         except KeyError:
             return case.add_file(candidate, src, source="file", command=f"image analyze {spec}")
-        if rec.sha256 == digest.hexdigest():
+        if rec.sha256 == digest:
             return rec
         candidate = f"{rel}.{n}"
     raise InputError(f"too many different files named {rel} in the case")
@@ -94,11 +99,28 @@ def _materialise(spec: str, case: Case | None, role: str) -> Iterator[tuple[Path
             return
         name = safe_component(path.name or "image")
         if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+            rels = ["/".join(safe_component(x) for x in f.relative_to(path).parts) for f in files]
+            # a layout directory is copied whole under one name: reuse a copy that holds
+            # exactly these files, else take the next free name (never mix two layouts)
+            known = {a.path: a.sha256 for a in case.artifacts}
+            digests = [_sha256_file(f) for f in files]
+            for n in range(1, 1000):
+                folder = name if n == 1 else f"{name}.{n}"
+                prefix = f"artifacts/image/{role}/{folder}/"
+                same = all(known.get(prefix + r) == d for r, d in zip(rels, digests, strict=True))
+                if same or not any(k.startswith(prefix) for k in known):
+                    break
             with case.batch():
-                for f in sorted(p for p in path.rglob("*") if p.is_file()):
-                    rel = "/".join(safe_component(x) for x in f.relative_to(path).parts)
-                    _add_once(case, f"image/{role}/{name}/{rel}", f, spec)
-            yield case.root / "artifacts" / "image" / role / name, spec
+                for f, rel, d in zip(files, rels, digests, strict=True):
+                    if known.get(prefix + rel) != d:
+                        case.add_file(
+                            f"image/{role}/{folder}/{rel}",
+                            f,
+                            source="file",
+                            command=f"image analyze {spec}",
+                        )
+            yield case.root / prefix.rstrip("/"), spec
             return
         rec = _add_once(case, f"image/{role}/{name}", path, spec)
         yield case.root / rec.path, spec
