@@ -60,6 +60,7 @@ class FakeGcp(RecordingServer):
         self.cluster = {
             "name": CLUSTER,
             "endpoint": "34.76.10.20",
+            "currentMasterVersion": "1.29.8-gke.1211000",
             "network": "default",
             "privateClusterConfig": {"masterIpv4CidrBlock": "172.16.0.0/28"},
             "autopilot": {"enabled": autopilot},

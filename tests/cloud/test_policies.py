@@ -62,26 +62,34 @@ def test_iam_policy_matches_the_playbook(phase: str | None) -> None:
 def test_iam_logs_and_readiness() -> None:
     assert _iam_granted("podmortem-collect-logs") == {"logs:FilterLogEvents"}
     assert _iam_granted("podmortem-readiness") == {
-        "eks:DescribeCluster", "eks:DescribeAddon", "logs:DescribeLogGroups",
-        "ec2:DescribeInstances"}
+        "eks:DescribeCluster",
+        "eks:DescribeAddon",
+        "logs:DescribeLogGroups",
+        "ec2:DescribeInstances",
+    }
 
 
 # ------------------------------------------------------------------------- Azure roles
 
 AZ = {
-    "compute.virtual_machine_scale_set_vms.get":
-        {"Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read"},
-    "compute.virtual_machine_scale_set_vms.begin_update":
-        {"Microsoft.Compute/virtualMachineScaleSets/virtualMachines/write"},
+    "compute.virtual_machine_scale_set_vms.get": {
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read"
+    },
+    "compute.virtual_machine_scale_set_vms.begin_update": {
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/write"
+    },
     "compute.snapshots.get": {"Microsoft.Compute/snapshots/read"},
     # a copy snapshot reads its source disk
-    "compute.snapshots.begin_create_or_update":
-        {"Microsoft.Compute/snapshots/write", "Microsoft.Compute/disks/read"},
+    "compute.snapshots.begin_create_or_update": {
+        "Microsoft.Compute/snapshots/write",
+        "Microsoft.Compute/disks/read",
+    },
     "network.network_security_groups.get": {"Microsoft.Network/networkSecurityGroups/read"},
     # associating the NSG with a NIC configuration needs join on the NSG
-    "network.network_security_groups.begin_create_or_update":
-        {"Microsoft.Network/networkSecurityGroups/write",
-         "Microsoft.Network/networkSecurityGroups/join/action"},
+    "network.network_security_groups.begin_create_or_update": {
+        "Microsoft.Network/networkSecurityGroups/write",
+        "Microsoft.Network/networkSecurityGroups/join/action",
+    },
 }
 AZ_RESOLVE = {"Microsoft.ContainerService/managedClusters/read"}
 
@@ -104,15 +112,17 @@ def test_azure_role_matches_the_playbook(phase: str | None) -> None:
 GCP = {
     "compute.instances.get": {"compute.instances.get"},
     "compute.instances.set_deletion_protection": {"compute.instances.setDeletionProtection"},
-    "compute.instance_group_managers.list_managed_instances":
-        {"compute.instanceGroupManagers.get"},
+    "compute.instance_group_managers.list_managed_instances": {"compute.instanceGroupManagers.get"},
     "compute.instance_group_managers.abandon_instances": {"compute.instanceGroupManagers.update"},
     "container.get_cluster": {"container.clusters.get"},
     "container.get_node_pool": {"container.clusters.get"},
     "container.set_node_pool_management": {"container.clusters.update"},
     "compute.snapshots.get": {"compute.snapshots.get"},
-    "compute.disks.create_snapshot":
-        {"compute.disks.createSnapshot", "compute.snapshots.create", "compute.snapshots.setLabels"},
+    "compute.disks.create_snapshot": {
+        "compute.disks.createSnapshot",
+        "compute.snapshots.create",
+        "compute.snapshots.setLabels",
+    },
     "compute.firewalls.get": {"compute.firewalls.get"},
     "compute.firewalls.insert": {"compute.firewalls.create", "compute.networks.updatePolicy"},
     "compute.firewalls.delete": {"compute.firewalls.delete", "compute.networks.updatePolicy"},
@@ -146,20 +156,30 @@ K8S = {
     "apps.read_namespaced_daemon_set": ("apps", "daemonsets", "get"),
     "networking.list_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "list"),
     "networking.read_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "get"),
-    "networking.create_namespaced_network_policy":
-        ("networking.k8s.io", "networkpolicies", "create"),
-    "networking.patch_namespaced_network_policy":
-        ("networking.k8s.io", "networkpolicies", "patch"),
-    "networking.delete_namespaced_network_policy":
-        ("networking.k8s.io", "networkpolicies", "delete"),
+    "networking.create_namespaced_network_policy": (
+        "networking.k8s.io",
+        "networkpolicies",
+        "create",
+    ),
+    "networking.patch_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "patch"),
+    "networking.delete_namespaced_network_policy": (
+        "networking.k8s.io",
+        "networkpolicies",
+        "delete",
+    ),
 }
 
 
 def _rbac(name: str) -> set[tuple[str, str, str]]:
     docs = list(yaml.safe_load_all((DEPLOY / "rbac" / "podmortem-responder.yaml").read_text()))
     role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == name)
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
-            for r in rule["resources"] for v in rule["verbs"]}
+    return {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
 
 
 def test_rbac_matches_the_playbook() -> None:
@@ -167,8 +187,10 @@ def test_rbac_matches_the_playbook() -> None:
     assert _rbac("podmortem-responder") == {K8S[c] for c in every}
     reads = {c for c in every if _is_read(c)}
     assert _rbac("podmortem-planner") == {K8S[c] for c in reads}
-    assert not any(v in ("delete", "deletecollection") and r == "pods"
-                   for _, r, v in _rbac("podmortem-responder"))
+    assert not any(
+        v in ("delete", "deletecollection") and r == "pods"
+        for _, r, v in _rbac("podmortem-responder")
+    )
 
 
 def test_policy_names_are_placeholders_not_real_accounts() -> None:

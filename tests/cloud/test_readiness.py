@@ -124,7 +124,7 @@ def test_gke_readiness(gcp: Any) -> None:
         "apiserver-component-logs": "fail",
         "network-policy-enforced": "fail",
         "node-repair-controllable": "pass",
-        "checkpoint-api": "unknown",
+        "checkpoint-api": "fail",
     }
     gcp.cluster["networkConfig"] = {"datapathProvider": "ADVANCED_DATAPATH"}
     gcp.cluster["autopilot"]["enabled"] = True

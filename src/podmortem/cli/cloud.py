@@ -603,8 +603,10 @@ def print_readiness(doc: dict[str, Any], out: Console) -> None:
             markup=False,
         )
         observed = json.dumps(c["observed"])
+        op, want = next(iter(c["expected"].items()))
         out.print(
-            f"           observed {for_terminal(observed)}, expected {c['expected']}", markup=False
+            f"           observed {for_terminal(observed)}, expected {op} {json.dumps(want)}",
+            markup=False,
         )
         if c["note"]:
             out.print(f"           note: {for_terminal(c['note'])}", markup=False)

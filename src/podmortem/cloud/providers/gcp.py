@@ -492,3 +492,42 @@ class GkeSteps:
                 return
             seen.add(token)
             body["pageToken"] = token
+
+
+def readiness_facts(
+    steps: GkeSteps, calls: CallLog, target: Target
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The facts the readiness checks read, and a note for each fact left unknown."""
+    facts: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    c = calls.read(
+        "container",
+        "get_cluster",
+        steps.c.cluster_manager.get_cluster,
+        name=steps._cluster_name(target),
+    )
+    facts["audit_logging"] = True
+    notes["audit_logging"] = "GKE Admin Activity audit logs are always on"
+    notes["audit_reads_logged"] = (
+        "Data Access (read) logging is a project IAM audit setting podmortem does not read; "
+        "check `gcloud projects get-iam-policy` auditConfigs for container.googleapis.com"
+    )
+    comps: list[str] = []
+    if c.logging_config and c.logging_config.component_config:
+        comps = [
+            getattr(x, "name", str(x)) for x in c.logging_config.component_config.enable_components
+        ]
+    facts["apiserver_logs"] = "APISERVER" in comps
+    dp = getattr(c.network_config.datapath_provider, "name", "") if c.network_config else ""
+    facts["network_policy_enforced"] = bool(
+        (c.network_policy and c.network_policy.enabled) or dp == "ADVANCED_DATAPATH"
+    )
+    autopilot = bool(c.autopilot and c.autopilot.enabled)
+    facts["node_repair_controllable"] = not autopilot
+    if autopilot:
+        notes["node_repair_controllable"] = AUTOPILOT_REASON
+    version = c.current_master_version or c.initial_cluster_version or ""
+    parts = version.split(".")
+    facts["kubernetes_minor"] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    notes["kubernetes_minor"] = "COS node images lack CRIU: checkpoints need Ubuntu node images"
+    return facts, notes
