@@ -52,7 +52,7 @@ def prepare(work: Path) -> list[str]:
             args += ["--audit", str(log)]
         return args
     img = compromised_image.build(work / "payments-image.tar")
-    print("example: no test engine running; offline (image archive + audit logs)",
+    print("example: offline (no test engine, or PODMORTEM_EXAMPLE_OFFLINE=1): image archive + audit logs",
           file=sys.stderr)
     return ["--image", str(img.path), "--audit", str(HERE / "audit" / "eks-attack.json"),
             "--audit", str(HERE / "audit" / "native-attack.jsonl")]
