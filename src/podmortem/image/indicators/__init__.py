@@ -4,7 +4,7 @@ module compiles them and applies them to the stream of layer entries.
 
 Matcher kinds (the ``kind`` key of a rule):
 
-- ``path``: an entry's path (``paths`` globs, ``names`` regex on the base name,
+- ``path``: an entry's path (``paths`` globs, ``names`` regex searched in the base name,
   ``exclude_paths``), its type (``entry_kinds``, ``file_types``) and mode bits (``mode_any``);
   every condition given must hold.
 - ``content``: files chosen by ``paths`` or ``file_types``; a bounded prefix of their content
@@ -135,7 +135,7 @@ class PathMatcher:
             return False
         if self.exclude is not None and self.exclude.match(entry.path):
             return False
-        return self.names is None or bool(self.names.match(posixpath.basename(entry.path)))
+        return self.names is None or bool(self.names.search(posixpath.basename(entry.path)))
 
 
 def _in_comment(data: bytes, pos: int) -> bool:
