@@ -26,7 +26,7 @@ import duckdb
 import podmortem
 from podmortem.audit.actors import ActorPolicy
 from podmortem.audit.coverage import blind_spots
-from podmortem.audit.engine import EngineResult, Suppressed, run
+from podmortem.audit.engine import MAX_FINDINGS_PER_RULE, EngineResult, Suppressed, run
 from podmortem.audit.model import TABLE
 from podmortem.audit.reconstruct import Reconstruction, reconstruct
 from podmortem.audit.ruleset import RuleSet, load_builtin, load_dir
@@ -201,6 +201,16 @@ def analyze(
                 ),
             )
             for e in rules.errors + engine_result.runtime_errors
+        ]
+        caveats += [
+            Caveat(
+                kind="findings-capped",
+                message=f"rule {rid}: {n} more (actor, object) finding(s) not reported; the"
+                f" first {MAX_FINDINGS_PER_RULE} are",
+                provenance=Provenance(source="analysis", parser="podmortem.audit.engine"),
+                details={"rule_id": rid, "not_reported": n},
+            )
+            for rid, n in engine_result.capped.items()
         ]
         if case is not None:
             _store(case, con, engine_result.findings, caveats)

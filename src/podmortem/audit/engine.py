@@ -31,6 +31,9 @@ from podmortem.findings import Finding, Provenance, Severity
 HITS = "audit_hits"
 ACTORS = "audit_actor_classes"
 MAX_AUDIT_IDS = 1000  # per finding; the true count is always given alongside
+# A rule matching thousands of distinct (actor, object) pairs is one story told thousands of
+# times: the earliest are reported, the rest counted (and said so).
+MAX_FINDINGS_PER_RULE = 500
 # Event time: the stage timestamp, else when the request was received.
 TS = 'coalesce("stage_timestamp", "request_received")'
 
@@ -60,6 +63,8 @@ class EngineResult:
     runtime_errors: list[RuleError] = field(default_factory=list)
     hits_per_rule: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # rule_id -> findings not reported because the rule passed MAX_FINDINGS_PER_RULE
+    capped: dict[str, int] = field(default_factory=dict)
 
 
 def run(
@@ -214,6 +219,7 @@ def _group(
     GROUP BY r, actor, actor_class, object
     ORDER BY r, min(ts)
     """
+    per_rule: dict[str, int] = {}
     for row in con.execute(sql).fetchall():
         rule = rules[int(row[0])]
         actor, actor_class, obj, requests = str(row[1]), str(row[2]), str(row[3]), int(row[4])
@@ -222,6 +228,10 @@ def _group(
         )
         if actor_class in expected:
             result.suppressed.append(Suppressed(rule.rule_id, actor, actor_class, requests))
+            continue
+        per_rule[rule.rule_id] = per_rule.get(rule.rule_id, 0) + 1
+        if per_rule[rule.rule_id] > MAX_FINDINGS_PER_RULE:
+            result.capped[rule.rule_id] = result.capped.get(rule.rule_id, 0) + 1
             continue
         audit_ids = [str(x) for x in row[7] or []]
         commands = [str(c) for c in row[11] or []]

@@ -194,3 +194,11 @@ def test_referenced_base_rules_do_not_report_on_their_own() -> None:
 def test_whole_builtin_ruleset_on_an_empty_table() -> None:
     res = engine.run(make_table([]), BUILTIN)
     assert res.findings == [] and res.runtime_errors == []
+
+
+def test_findings_per_rule_are_capped_and_the_rest_counted(monkeypatch: Any) -> None:
+    monkeypatch.setattr(engine, "MAX_FINDINGS_PER_RULE", 2)
+    events = [secret_delete(i, f"s{i}") for i in range(5)]
+    res = engine.run(make_table(events), _only("k8s_secret_deleted"))
+    assert len(res.findings) == 2
+    assert res.capped == {"k8s_secret_deleted": 3}
