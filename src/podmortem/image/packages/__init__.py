@@ -147,8 +147,8 @@ def check_integrity(
             if digest and actual and actual != digest:
                 notes.hit(
                     "image.integrity.checksum_mismatch",
-                    f"{e.path} does not match package {pkg.name} {pkg.version}"
-                    f" ({pkg.database} records {algo} {digest})",
+                    f"{e.path} does not match what package {pkg.name} {pkg.version} records"
+                    f" ({algo} {digest}, {pkg.ecosystem} database)",
                     path=e.path,
                     layer=e.layer,
                     sha256=e.sha256,
