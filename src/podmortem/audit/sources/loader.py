@@ -65,22 +65,44 @@ def load(
     if not _IDENT.match(table):
         raise InputError(f"not a plain SQL table name: {table[:80]!r}")
     create_table(con, table)
-    with _no_checkpoint(con):
-        return _load(con, inputs, table, keep_raw=keep_raw, native_fast=native_fast, stdin=stdin)
+    return _load(con, inputs, table, keep_raw=keep_raw, native_fast=native_fast, stdin=stdin)
 
 
+# Rows of this load are told apart by rowid. A checkpoint of a database file may compact
+# row groups that hold deleted rows and renumber rowids (their order is kept, their values
+# are not), and checkpoints happen only at commits. So every step that reads rowids and
+# then deletes by them runs inside one transaction, and the boundary of this load is found
+# again by position (the rows before it are never deleted: they are the first ``before``).
 @contextmanager
-def _no_checkpoint(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Rows of this load are told apart by rowid (``rowid > start``). A checkpoint of a
-    database file may compact row groups holding deleted rows and renumber rowids (order is
-    kept, values are not), so automatic checkpoints wait until the load is done."""
-    row = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
-    saved = str(row[0]) if row else "16MiB"
-    con.execute("SET checkpoint_threshold = '1TB'")
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    try:
+        con.execute("BEGIN TRANSACTION")
+    except duckdb.Error:
+        yield  # the caller holds a transaction: no checkpoint can happen inside it
+        return
     try:
         yield
-    finally:
-        con.execute("SET checkpoint_threshold = ?", [saved.replace(" ", "")])
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _boundary(con: duckdb.DuckDBPyConnection, table: str, rows_before: int) -> int:
+    """The largest rowid among the first ``rows_before`` rows (-1 if none): rows of this
+    load are those with a larger rowid. Call inside a transaction."""
+    if rows_before <= 0:
+        return -1
+    row = con.execute(
+        f'SELECT rowid FROM "{table}" ORDER BY rowid LIMIT 1 OFFSET ?',  # noqa: S608 - plain identifier, values bound
+        [rows_before - 1],
+    ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()  # noqa: S608 - plain identifier
+    return int(row[0]) if row else 0
 
 
 def _load(
@@ -93,7 +115,7 @@ def _load(
     stdin: BinaryIO | None,
 ) -> LoadResult:
     tally = Tally()
-    start = _max_rowid(con, table)
+    rows_before = _count(con, table)
     with tempfile.TemporaryDirectory(prefix="podmortem-audit-") as tmp:
         scratch = Path(tmp)
         files, skipped = expand(inputs, scratch, stdin)
@@ -105,17 +127,19 @@ def _load(
                 _read_file(f, con, table, stager, tally, keep_raw, native_fast)
         finally:
             stager.close()
-    duplicates, dup_by_source = _deduplicate(con, table, start)
+    with _transaction(con):
+        start = _boundary(con, table, rows_before)
+        duplicates, dup_by_source = _deduplicate(con, table, start)
+        by_source = {
+            f"{p}/{e}": int(n)
+            for p, e, n in con.execute(
+                f'SELECT provider, envelope, count(*) FROM "{table}" WHERE rowid > ? '  # noqa: S608 - plain identifiers, values bound
+                "GROUP BY ALL ORDER BY ALL",
+                [start],
+            ).fetchall()
+        }
     if duplicates:
         tally.caveats.append(_dup_caveat(duplicates, dup_by_source))
-    by_source = {
-        f"{p}/{e}": int(n)
-        for p, e, n in con.execute(
-            f'SELECT provider, envelope, count(*) FROM "{table}" WHERE rowid > ? '  # noqa: S608 - plain identifiers, values bound
-            "GROUP BY ALL ORDER BY ALL",
-            [start],
-        ).fetchall()
-    }
     tally.summarise()
     return LoadResult(
         events_read=sum(by_source.values()),
@@ -226,6 +250,19 @@ def _columnar(
     residue rows, deleted here to be re-read whole in Python; None when DuckDB refused the
     file (then the Python route reads all of it). Rows marked as skips are counted here,
     except in residue units (the Python reader will count those)."""
+    with _transaction(con):
+        return _columnar_in_transaction(f, con, table, source, tally=tally, unit=unit)
+
+
+def _columnar_in_transaction(
+    f: InputFile,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: str,
+    *,
+    tally: Tally,
+    unit: str,
+) -> set[int] | None:
     before = _max_rowid(con, table)
     try:
         con.execute(mapping.insert_sql(table, source), {"file": f.name, "path": str(f.path)})
