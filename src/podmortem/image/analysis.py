@@ -34,6 +34,7 @@ class _Inspector:
         self.yara = yara
         self.captured: dict[str, tuple[Entry, bytes]] = {}
         self.capture_skipped: list[str] = []
+        self.captured_bytes = 0
 
     def plan(self, entry: Entry) -> Plan:
         capture = self.limits.capture_bytes if CAPTURE.match(entry.path) else 0
@@ -51,8 +52,11 @@ class _Inspector:
         if entry.kind != "file":
             return
         if CAPTURE.match(entry.path) or entry.path in self.ind.account_files:
-            if complete:
+            prev = self.captured.get(entry.path)
+            total = self.captured_bytes + len(data) - (len(prev[1]) if prev else 0)
+            if complete and total <= self.limits.capture_total_bytes:
                 self.captured[entry.path] = (entry, data)
+                self.captured_bytes = total
             else:
                 self.capture_skipped.append(entry.path)
         if self.yara is not None:
@@ -204,8 +208,12 @@ def _analyze(  # noqa: PLR0917 - private continuation of analyze()
 
     # Only package databases still visible in the merged view describe the image.
     files = {p: d for p, (e, d) in inspector.captured.items() if view.files.get(p) is e}
-    for p in inspector.capture_skipped:
-        notes.caveat("capture-size", f"{p} is larger than the capture bound; not parsed")
+    for p in inspector.capture_skipped[:50]:
+        notes.caveat("capture-size", f"{p} is over the capture bounds; not parsed")
+    if len(inspector.capture_skipped) > 50:
+        notes.caveat(
+            "capture-size", f"{len(inspector.capture_skipped) - 50} more files over the bounds"
+        )
     inventory = build_inventory(files, view, notes)
     check_integrity(inventory, view, versions, notes)
     timings["packages"] = time.monotonic() - t0 - timings["layers"] - timings["resolve"]

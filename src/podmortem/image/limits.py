@@ -31,6 +31,7 @@ class Limits:
     scan_head_bytes: int = 256 << 10
     # Package databases, passwd/shadow and other small files read whole, up to this size.
     capture_bytes: int = 64 << 20
+    capture_total_bytes: int = 512 << 20  # all captured files together
     # md5 and sha1 (what dpkg and apk record) for every file, not only executables.
     verify_all_digests: bool = False
     # YARA sees at most this many bytes of each file (yara-x scans a buffer).
