@@ -216,3 +216,16 @@ def test_verify_all_digests_extends_checks_to_data_files(tmp_path: Path) -> None
     assert not _by(analyze(p), "image.integrity.checksum_mismatch")  # not an executable
     full = analyze(p, limits=replace(DEFAULT_LIMITS, verify_all_digests=True))
     assert _by(full, "image.integrity.checksum_mismatch") == {"/usr/lib/libx.so.1": (1, None)}
+
+
+def test_capture_bounds_become_caveats(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from podmortem.image.limits import DEFAULT_LIMITS
+
+    layers = [[F("/lib/apk/db/installed", b"P:busybox\nV:1\n" * 100)]]
+    p = LAYOUTS["oci-dir-tar"](Spec(layers=layers), tmp_path)
+    a = analyze(p, limits=replace(DEFAULT_LIMITS, capture_total_bytes=100))
+    assert a.inventory.packages == []
+    assert any(c.kind == "capture-size" for c in a.caveats)
+    assert analyze(p).inventory.packages
