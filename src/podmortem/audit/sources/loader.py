@@ -65,7 +65,20 @@ def load(
     if not _IDENT.match(table):
         raise InputError(f"not a plain SQL table name: {table[:80]!r}")
     create_table(con, table)
-    return _load(con, inputs, table, keep_raw=keep_raw, native_fast=native_fast, stdin=stdin)
+    with _quiet(con):
+        return _load(con, inputs, table, keep_raw=keep_raw, native_fast=native_fast, stdin=stdin)
+
+
+@contextmanager
+def _quiet(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB draws a progress bar on long queries; a library must not write to the
+    terminal (the CLI owns it)."""
+    row = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        yield
+    finally:
+        con.execute("SET enable_progress_bar = ?", [bool(row[0]) if row else False])
 
 
 # Rows of this load are told apart by rowid. A checkpoint of a database file may compact
