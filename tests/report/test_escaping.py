@@ -105,3 +105,12 @@ def test_terminal_output_is_inert(rendered: dict[str, str], tmp_path: Path) -> N
     assert b"\x07" not in out and b"\x1b]" not in out and b"\x1b[31mRED" not in out
     assert b"\xe2\x80\xae" not in out  # U+202E
     assert b"\\x1b]0;pwned-title\\x07" in out.replace(b"\\\\", b"\\")
+
+
+def test_finalize_fast_path_is_safe() -> None:
+    """The HTML renderer skips for_plain for str.isprintable() strings: no character that
+    for_plain rewrites may be printable."""
+    from podmortem.escape import for_plain
+
+    unsafe = [hex(i) for i in range(0x110000) if (c := chr(i)).isprintable() and for_plain(c) != c]
+    assert unsafe == []

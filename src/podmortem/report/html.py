@@ -27,6 +27,7 @@ from podmortem.escape import for_html, for_plain
 from podmortem.report.model import Report
 
 MAX_LABEL = 300
+FINALIZE_LIMIT = 4096  # for_plain's default cut
 # The only policy the report needs: inline script and style, data: images (Plotly's
 # "download plot" writes one), nothing fetched. A report that tries to reach the network is
 # blocked by the browser, and the browser test would see the violation.
@@ -67,6 +68,10 @@ def _finalize(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, str):
+        # Fast path: str.isprintable() is False for every control, format (bidi override)
+        # and separator character for_plain would rewrite, so such strings need no work.
+        if len(value) <= FINALIZE_LIMIT and value.isprintable():
+            return value
         return for_plain(value)
     return value
 
