@@ -163,3 +163,15 @@ def test_exec_session_carries_commands(built: Any, provider: str) -> None:
     if provider != "gke":
         assert all(e["container"] == "shell" and e["interactive"] for e in execs)
         assert sess[0]["keystrokes"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_rules_firing_on_the_same_requests_make_one_step(built: Any, provider: str) -> None:
+    steps = attack_of(built("attack", provider))["steps"]
+    sets = [tuple(sorted(s["audit_ids"])) for s in steps]
+    assert len(sets) == len(set(sets))
+    pod = next(s for s in steps if "T1611" in s["techniques"] and "pods" in _objects(s))
+    assert pod["tactic"] == "privilege-escalation"
+    assert pod["origin"].count("finding:") >= 3  # privileged, hostPID, hostPath, ...
+    cron = next(s for s in steps if "T1053.007" in s["techniques"])
+    assert cron["tactic"] == "persistence"

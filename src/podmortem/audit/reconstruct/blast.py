@@ -93,11 +93,15 @@ def blast_radius(
     # request before it has a name for it): take the name from requestObject.metadata.
     rows = con.execute(
         f"""
-        WITH r AS (
-            SELECT r.* REPLACE (coalesce(r.obj_name, CASE WHEN r.verb = 'create' THEN
-                       json_extract_string(e.request_object, '$.metadata.name') END) AS obj_name)
-            FROM {requests} r JOIN "{table}" e ON e.rowid = r.row_id
-            WHERE {_match("r.")}
+        WITH mine AS (
+            SELECT * FROM {requests} r WHERE {_match("r.")}
+        ), named AS (
+            SELECT m.row_id, json_extract_string(e.request_object, '$.metadata.name') AS name
+            FROM mine m JOIN "{table}" e ON e.rowid = m.row_id
+            WHERE m.verb = 'create' AND m.obj_name IS NULL
+        ), r AS (
+            SELECT mine.* REPLACE (coalesce(mine.obj_name, named.name) AS obj_name)
+            FROM mine LEFT JOIN named ON named.row_id = mine.row_id
         )
         SELECT actor, client_ip, {CATEGORY_SQL} AS cat, {ACTION_SQL} AS act,
                count(*) FILTER (response_code < 400),

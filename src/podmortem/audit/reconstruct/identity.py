@@ -199,10 +199,13 @@ def _cloud(con: duckdb.DuckDBPyConnection, table: str, found: list[Actor]) -> No
     )
     names = [a.name for a in found]
     by_name = {a.name: a for a in found}
+    # Row ids first (one column, filter pushed into the scan), JSON only for those rows.
+    anonymous = " OR username IS NULL" if "" in names else ""
     rows = con.execute(
         f"""SELECT coalesce(username, ''), {picks} FROM "{table}"
-        WHERE user_extra IS NOT NULL
-          AND coalesce(username, '') IN (SELECT unnest(?::VARCHAR[]))
+        WHERE rowid IN (SELECT rowid FROM "{table}"
+                        WHERE username IN (SELECT unnest(?::VARCHAR[])){anonymous})
+          AND user_extra IS NOT NULL
         GROUP BY ALL""",
         [names],
     ).fetchall()

@@ -278,8 +278,8 @@ def build(
         ids = [i for u in bad for i in u.audit_ids]
         if issuer is not None and ch.issue:
             ids.append(ch.issue.audit_id)
-        per_key: dict[Key, list[EvidenceEvent]] = defaultdict(list)
-        pending.append((ids, per_key))  # filled below, in one query for all credentials
+        cred_evidence: dict[Key, list[EvidenceEvent]] = defaultdict(list)
+        pending.append((ids, cred_evidence))  # filled below, one query for all credentials
         for u in bad:
             misuse_keys.add((u.actor, u.client_ip))
         title = (
@@ -308,7 +308,7 @@ def build(
                     evidence=[],
                     evidence_total=0,
                 ),
-                per_key,
+                cred_evidence,
             )
         )
     cred_rows = _evidence_rows(con, requests, sorted({i for ids, _ in pending for i in ids}))
@@ -367,6 +367,7 @@ def build(
         if not th.steps:
             continue
         th.members.sort(key=lambda k: (k[0], k[1] or ""))
+        th.steps = _merge_same_evidence(th.steps, tmap)
         th.steps.sort(
             key=lambda s: (s.time.timestamp() if s.time else float("inf"), tmap.rank(s.tactic))
         )
@@ -377,6 +378,40 @@ def build(
     for th in narrative.attacks:
         th.blast = blast_radius(con, th.members, table, requests)
     return narrative
+
+
+def _merge_same_evidence(steps: list[Step], tmap: TacticMap) -> list[Step]:
+    """One step per set of requests: several rules firing on the same pod creation
+    (privileged, hostPID, hostPath) are one act of the attacker, told once with every
+    title, technique and rule that saw it."""
+    groups: dict[tuple[str, ...], list[Step]] = {}
+    for st in steps:
+        groups.setdefault(tuple(sorted(st.audit_ids)) or (st.origin,), []).append(st)
+    out = []
+    for same in groups.values():
+        if len(same) == 1:
+            out.append(same[0])
+            continue
+        same.sort(key=lambda x: (-int(x.severity), x.origin))
+        techniques = tuple(dict.fromkeys(t for x in same for t in x.techniques))
+        # The tactic most of the rules file the act under; on a tie, the earliest in the
+        # kill chain (a CronJob in kube-system is persistence first, masquerading second).
+        votes: dict[str, int] = {}
+        for x in same:
+            votes[x.tactic] = votes.get(x.tactic, 0) + 1
+        tactic = min(votes, key=lambda t: (-votes[t], tmap.rank(t)))
+        out.append(
+            replace(
+                same[0],
+                tactic=tactic,
+                tactics=tmap.tactics_of(techniques),
+                techniques=techniques,
+                title="; ".join(dict.fromkeys(x.title for x in same)),
+                origin=", ".join(dict.fromkeys(x.origin for x in same)),
+                summary=same[0].summary,
+            )
+        )
+    return out
 
 
 def _when(e: EvidenceEvent) -> tuple[float, str]:

@@ -45,9 +45,9 @@ _CREDENTIAL_WHERE_ANY = (
     " OR coalesce(username, '') IN (SELECT unnest(?::VARCHAR[])))"
 )
 _CREDENTIAL_DERIVED_ANY = (
-    "(credential_id IN (SELECT unnest(?::VARCHAR[]))"
-    " OR issued_credential IN (SELECT unnest(?::VARCHAR[]))"
-    " OR actor IN (SELECT unnest(?::VARCHAR[])))"
+    "credential_id IN (SELECT unnest(?::VARCHAR[]))",
+    "issued_credential IN (SELECT unnest(?::VARCHAR[]))",
+    "actor IN (SELECT unnest(?::VARCHAR[]))",
 )
 DEFAULT_LIMIT = 200
 MAX_CREDENTIALS = 20
@@ -126,19 +126,26 @@ def _narrow(
     con: duckdb.DuckDBPyConnection,
     table: str,
     where: tuple[str, list[object]],
-    derived: tuple[str, list[object]],
+    derived: list[tuple[str, list[object]]],
     into: str = PIVOT,
 ) -> int:
     """Copy the pivot's requests into a small temporary table. ``where`` filters the events
-    table; ``derived`` filters the persisted request table (same answer, no JSON to parse,
-    no deduplication), used when it was built from exactly these events."""
+    table; ``derived`` (alternatives, any of which selects a request) filters the persisted
+    request table (same answer, no JSON to parse, no deduplication), used when it was built
+    from exactly these events.
+
+    The persisted table is read in two steps: the row ids that match, from the one or two
+    columns the filter needs, then whole rows for those ids only. Selecting whole rows with
+    the filter directly makes DuckDB read every column of every row group the filter
+    cannot skip (0.45 s instead of 0.07 s on a million requests)."""
     _check_table(con, table)
     if fresh(con, table):
-        sql = f"SELECT * FROM main.{REQUESTS} WHERE {derived[0]}"
-        params = derived[1]
+        ids = " UNION ".join(f"SELECT rowid FROM main.{REQUESTS} WHERE {w}" for w, _ in derived)
+        sql = f"SELECT * FROM main.{REQUESTS} WHERE rowid IN ({ids})"
+        params = [p for _, ps in derived for p in ps]
     else:
         sql, params = select_requests(table, where[0]), where[1]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {sql} ORDER BY ts, rid", params)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {sql}", params)
     row = con.execute(f"SELECT count(*) FROM {into}").fetchone()
     return int(row[0]) if row else 0
 
@@ -215,9 +222,9 @@ def actor(
             "(username IS NULL OR username IN ('', 'system:anonymous'))",
             [],
         )
-        derived: tuple[str, list[object]] = ("actor IN ('', 'system:anonymous')", [])
+        derived: list[tuple[str, list[object]]] = [("actor IN ('', 'system:anonymous')", [])]
     else:
-        where, derived = ("username = ?", [name]), ("actor = ?", [name])
+        where, derived = ("username = ?", [name]), [("actor = ?", [name])]
     res = PivotResult("actor", name)
     res.requests_total = _narrow(con, table, where, derived)
     res.timeline = _timeline(con, limit)
@@ -236,7 +243,7 @@ def actor(
             con,
             table,
             (_CREDENTIAL_WHERE_ANY, [wanted] * 3),
-            (_CREDENTIAL_DERIVED_ANY, [wanted] * 3),
+            [(w, [wanted]) for w in _CREDENTIAL_DERIVED_ANY],
             into=CREDENTIALS,
         )
         res.credentials = follow(con, table, CREDENTIALS, only=wanted)
@@ -276,7 +283,7 @@ def object_(
     res = PivotResult("object", spec)
     same = "obj_resource = ? AND obj_name = ? AND obj_namespace IS NOT DISTINCT FROM ?"
     res.requests_total = _narrow(
-        con, table, (same, [resource, name, ns]), (same, [resource, name, ns])
+        con, table, (same, [resource, name, ns]), [(same, [resource, name, ns])]
     )
     res.timeline = _timeline(con, limit)
     res.actors, _ = actors(con, table, PIVOT)
@@ -333,7 +340,7 @@ def credential(
             " OR contains(CAST(annotations AS VARCHAR), ?) OR coalesce(username, '') = ?)",
             [cid, cid, cid],
         ),
-        ("(credential_id = ? OR issued_credential = ? OR actor = ?)", [cid, cid, cid]),
+        [("credential_id = ?", [cid]), ("issued_credential = ?", [cid]), ("actor = ?", [cid])],
     )
     res.credentials = follow(con, table, PIVOT, only=cid)
     res.timeline = _timeline(con, limit) if limit else []

@@ -119,8 +119,11 @@ def sessions(
         params = [list(classes), list(actors or [])]
     sql = f"""
     WITH r AS (
-        SELECT *, CASE WHEN ts - lag(ts) OVER w > INTERVAL {int(gap_s)} SECOND
-                       THEN 1 ELSE 0 END AS brk
+        SELECT actor, actor_class, client_ip, ts, rid, verb, obj_resource, obj_namespace,
+               obj_name, obj_subresource, response_code, user_agent, credential_id,
+               exec_container, exec_command, request_uri,
+               CASE WHEN ts - lag(ts) OVER w > INTERVAL {int(gap_s)} SECOND
+                    THEN 1 ELSE 0 END AS brk
         FROM {requests} WHERE {where}
         WINDOW w AS (PARTITION BY actor, client_ip ORDER BY ts, rid)
     ), s AS (
