@@ -229,9 +229,9 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
     budget: int,
 ) -> bool:
     seen: dict[str, Entry] = {}
+    walker.verify_all = limits.verify_all_digests
     try:
         for n, m in enumerate(walker):
-            walker.verify_all = limits.verify_all_digests
             if n >= budget and budget == 0:
                 counter.notes.caveat(
                     "member-budget",
