@@ -226,3 +226,13 @@ def test_directory_copy_is_read_in_place(
     analyze(dst)
     assert sorted(p.name for p in dst.rglob("*")) == before
     assert sha(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_unpacked_docker_save_folder(tmp_path: Path, compromised_images: dict[str, Path]) -> None:
+    d = tmp_path / "unpacked"
+    d.mkdir()
+    with tarfile.open(compromised_images["docker-legacy"]) as tf:
+        tf.extractall(d, filter="data")
+    a = analyze(d)
+    assert a.image.layout == "docker-archive (legacy)"
+    assert _comparable(a) == _comparable(analyze(compromised_images["docker-legacy"]))

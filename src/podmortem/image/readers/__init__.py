@@ -53,7 +53,8 @@ def open_image(
     else:
         raise InputError(f"{path} is neither an image archive nor an OCI layout directory")
     try:
-        if store.exists("manifest.json") and not path.is_dir():
+        # manifest.json is docker save's (also when someone unpacked the archive to a folder)
+        if store.exists("manifest.json"):
             return resolve_docker_archive(store, limits, notes, tag)
         if store.exists("index.json"):
             if not store.exists("oci-layout"):
