@@ -95,6 +95,7 @@ def test_analyze_into_case(  # noqa: PLR0917 - pytest fixtures
     case = Case.open(case_dir)
     paths = {a.path for a in case.artifacts}
     assert any(p.startswith("artifacts/image/analyzed/") for p in paths)
+    assert all(a.sensitive for a in case.artifacts if "/analyzed/" in a.path)
     assert any(p.endswith(".report.json") for p in paths)
     assert any(p.endswith(".cdx.json") for p in paths)
     con = duckdb.connect(str(case.index_path), read_only=True)

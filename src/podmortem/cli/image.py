@@ -75,7 +75,10 @@ def _add_once(case: Case, rel: str, src: Path, spec: str) -> ArtifactRecord:
         try:
             rec = case.get(candidate)
         except KeyError:
-            return case.add_file(candidate, src, source="file", command=f"image analyze {spec}")
+            # an image can carry secrets (ENV, deleted files): its copy is sensitive
+            return case.add_file(
+                candidate, src, source="file", command=f"image analyze {spec}", sensitive=True
+            )
         if rec.sha256 == digest:
             return rec
         candidate = f"{rel}.{n}"
@@ -119,6 +122,7 @@ def _materialise(spec: str, case: Case | None, role: str) -> Iterator[tuple[Path
                             f,
                             source="file",
                             command=f"image analyze {spec}",
+                            sensitive=True,
                         )
             yield case.root / prefix.rstrip("/"), spec
             return
