@@ -164,3 +164,21 @@ def test_skips_in_residue_units_are_counted_once(read, fixtures: Path, tmp_path:
     p.write_text("".join(json.dumps(d) for d in docs))
     result, _ = _same(read, p)
     assert result.skipped == {"aks: category guard": 2, "aks: category cluster-autoscaler": 2}
+
+
+def test_event_larger_than_duckdb_default_object_size(read, tmp_path: Path) -> None:
+    """RequestResponse events of big lists exceed DuckDB's 16 MB default object size."""
+    big = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "auditID": "big-1",
+        "stage": "ResponseComplete",
+        "verb": "list",
+        "requestURI": "/api/v1/secrets",
+        "responseObject": {"items": ["x" * 1000] * 20000},
+    }
+    p = tmp_path / "big.jsonl"
+    p.write_text(json.dumps(big, separators=(",", ":")) + "\n")
+    result, rows = _same(read, p)
+    assert result.events_read == 1
+    assert len(json.loads(rows[0]["response_object"])["items"]) == 20000

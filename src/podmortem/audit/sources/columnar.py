@@ -16,6 +16,7 @@ and takes the parameters ``$path`` and ``$file``.
 
 from __future__ import annotations
 
+from podmortem.audit.sources.framing import MAX_DOCUMENT, MAX_LINE
 from podmortem.audit.sources.mapping import META_TYPE, json_structure
 
 RESIDUE = "!residue"
@@ -55,8 +56,15 @@ def _units(reader: str, list_path: str | None) -> str:
 
 def _reader(kind: str, compression: str) -> str:
     if kind == "lines":
-        return f"read_ndjson_objects($path::VARCHAR, compression='{compression}')"
-    return f"read_json_objects($path::VARCHAR, format='{kind}', compression='{compression}')"
+        return (
+            f"read_ndjson_objects($path::VARCHAR, compression='{compression}',"
+            f" maximum_object_size={MAX_LINE})"
+        )
+    limit = MAX_LINE if kind in ("newline_delimited", "array") else MAX_DOCUMENT
+    return (
+        f"read_json_objects($path::VARCHAR, format='{kind}', compression='{compression}',"
+        f" maximum_object_size={limit})"
+    )
 
 
 def _event_of_text(expr: str) -> str:

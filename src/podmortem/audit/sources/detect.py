@@ -26,6 +26,10 @@ _YAML_KEY = re.compile(
 )
 
 
+# How the apiserver starts every Event it writes.
+_EVENT_START = re.compile(rb'^\{\s*"kind"\s*:\s*"Event"\s*,\s*"apiVersion"\s*:\s*"audit\.k8s\.io/')
+
+
 class Framing(enum.Enum):
     JSONL = "jsonl"
     JSON = "json"  # one document, a top-level array, or values back to back
@@ -97,7 +101,10 @@ def sniff(head: bytes) -> Sniff:
     first = body[:1]
     if first == b"{":
         if not lines:
-            # no line ends inside the window: one big document (or objects back to back)
+            # no line ends inside the window: one big Event on a line of its own, or one big
+            # document (or objects back to back, as Firehose writes them)
+            if _EVENT_START.search(body[:4096]) and not _first_value_route(body):
+                return Sniff(Framing.JSONL, route=NATIVE)
             return Sniff(Framing.JSON, route=_first_value_route(body))
         parsed = [_loads(ln) for ln in lines]
         objects = [p for p in parsed if isinstance(p, dict)]

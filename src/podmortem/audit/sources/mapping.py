@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from podmortem.audit.model import COLUMN_NAMES
+from podmortem.audit.sources.framing import MAX_LINE
 from podmortem.audit.sources.shape import EVENT_FIELDS, META_FIELDS, columns_literal, duckdb_type
 
 # Exec/attach/port-forward keep the command only in the query string, form-encoded by Go's
@@ -112,13 +113,15 @@ def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") 
         return (
             f"SELECT json_transform(json, '{struct}') AS e, {meta} AS m, json AS r,"  # noqa: S608 - plain identifiers, values bound
             f" $file::VARCHAR AS f, row_number() OVER () AS n"
-            f" FROM read_ndjson_objects($path::VARCHAR, compression='{compression}')"
+            f" FROM read_ndjson_objects($path::VARCHAR, compression='{compression}',"
+            f" maximum_object_size={MAX_LINE})"
         )
     return (
         f"SELECT t AS e, {meta} AS m, NULL::JSON AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
         f" row_number() OVER () AS n"
         f" FROM read_json($path::VARCHAR, format='newline_delimited', records=true,"
-        f" compression='{compression}', columns={EVENT_COLUMNS}) t"
+        f" compression='{compression}', maximum_object_size={MAX_LINE},"
+        f" columns={EVENT_COLUMNS}) t"
     )
 
 
@@ -127,6 +130,7 @@ def staged_source() -> str:
     return (
         "SELECT e, m, r, $file::VARCHAR AS f, m.line AS n"  # noqa: S608 - plain identifiers, values bound
         " FROM read_json($path::VARCHAR, format='newline_delimited', records=true,"
+        f" maximum_object_size={MAX_LINE * 4},"
         f" compression='none', columns={STAGED_COLUMNS})"
     )
 
