@@ -32,7 +32,6 @@ from podmortem.findings import Caveat, Provenance
 ANALYSIS = "investigate"
 ACQUIRE_SHARE = 0.6  # of the budget, when there are live targets
 MIN_ACQUIRE_S = 10.0
-MAX_IMAGE_EXPORT = 64 << 30
 
 Progress = Callable[[str], None]
 
@@ -53,13 +52,11 @@ class Plan:
 class Outcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
     caveats: list[Caveat] = field(default_factory=list)
-    reports: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
             "caveats": [c.to_dict() for c in self.caveats],
-            "reports": {k: str(v) for k, v in self.reports.items()},
         }
 
 
@@ -144,12 +141,14 @@ def _step(out: Outcome, name: str, fn: Callable[[], Any], progress: Progress) ->
     t0 = time.monotonic()
     try:
         result = fn()
-    except PodmortemError as exc:
-        # One step failing (an engine down, an unreadable image) must not cost the others.
+    except (PodmortemError, OSError) as exc:
+        # One step failing (an engine down, an unreadable image, a full disk) must not cost
+        # the others; anything else is a bug and stops the run.
+        message = exc.message if isinstance(exc, PodmortemError) else f"{type(exc).__name__}: {exc}"
         out.caveats.append(
             Caveat(
                 "analysis-failed",
-                f"{name}: {exc.message}",
+                f"{name}: {message}",
                 Provenance("investigate", "podmortem.investigate"),
             )
         )
@@ -157,11 +156,11 @@ def _step(out: Outcome, name: str, fn: Callable[[], Any], progress: Progress) ->
             {
                 "step": name,
                 "status": "failed",
-                "error": exc.message,
+                "error": message,
                 "seconds": round(time.monotonic() - t0, 3),
             }
         )
-        progress(f"{name}: failed: {exc.message}")
+        progress(f"{name}: failed: {message}")
         return None
     out.steps.append({"step": name, "status": "done", "seconds": round(time.monotonic() - t0, 3)})
     progress(f"{name}: done")
