@@ -53,6 +53,16 @@ GAP_KINDS = frozenset({BUDGET_EXHAUSTED, TARGET_EXITED, STEP_FAILED, NO_NODE_VIE
 
 SENSITIVE_PERSISTENCE = ("/etc/shadow", "history")
 
+# What the in-container fallback asks the container for: (artifact, argv, sensitive).
+FALLBACK_COMMANDS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    *((f"net/{t}", ("cat", f"/proc/net/{t}"), False) for t in sockets.ALL_TABLES),
+    ("proc/1/mountinfo", ("cat", "/proc/1/mountinfo"), False),
+    ("proc/1/environ", ("cat", "/proc/1/environ"), True),
+    ("etc/passwd", ("cat", "/etc/passwd"), False),
+    ("etc/ld.so.preload", ("cat", "/etc/ld.so.preload"), False),
+    ("dev_shm.txt", ("ls", "-la", "/dev/shm"), False),  # noqa: S108  (the container's)
+)
+
 
 @dataclass(slots=True)
 class Options:
@@ -192,6 +202,8 @@ class TargetCollector:
         self._step("T1", "node view", self.t1_node)
         if self.opt.exec_allowed:
             self._step("T1", "in-container view", self.t1_exec)
+            if not self.r.node_view:
+                self._step("T1", "in-container fallback", self.t1_exec_fallback)
         else:
             self._caveat(NO_EXEC_VIEW, "in-container second view skipped (--no-exec)")
         if self.opt.memory:
@@ -243,8 +255,15 @@ class TargetCollector:
 
     def _node_usable(self) -> bool:
         info = self._info()
-        if not info.running or info.pid <= 0:
-            self._caveat(NO_NODE_VIEW, "the runtime reports no running init process")
+        if not info.running:
+            self._caveat(NO_NODE_VIEW, "the container is not running")
+            return False
+        if info.pid <= 0:
+            self._caveat(
+                NO_NODE_VIEW,
+                "no host PID for the container: podmortem does not run on its node (run it "
+                "there, or as the node-agent Job); only the API and in-container views remain",
+            )
             return False
         try:
             cg = read_bounded(self.proc / str(info.pid) / "cgroup", 65536).data
@@ -542,6 +561,64 @@ class TargetCollector:
                     extra={"host_pid": h.host_pid, "ns_pid": h.ns_pid, "exe": p.exe},
                 )
             )
+
+    def t1_exec_fallback(self) -> None:
+        """Without the node view, ask the container itself (its own, possibly trojaned,
+        binaries): socket tables, mounts, accounts, init's environment, /dev/shm."""
+        for rel, cmd, sensitive in FALLBACK_COMMANDS:
+            if self.budget.expired():
+                self._caveat(BUDGET_EXHAUSTED, "in-container fallback stopped early")
+                return
+            out = self._exec(cmd)
+            self._put(
+                f"t1/in-container/{rel}",
+                out.stdout,
+                source="in-container",
+                command=" ".join(cmd),
+                sensitive=sensitive,
+                exit_status=out.rc,
+                error=out.error or (out.stderr[:500].decode("utf-8", "replace") or None),
+            )
+            if out.rc != 0:
+                continue
+            table = rel.removeprefix("net/")
+            if rel.startswith("net/"):
+                recs, _bad = sockets.parse_table(table, out.stdout)
+                self.r.sockets.extend(recs)
+            elif rel == "etc/passwd":
+                for name in indicators.uid0_accounts(out.stdout):
+                    self.r.findings.append(
+                        indicators.finding(
+                            "uid0-account",
+                            f"{self.r.target} account {name}",
+                            summary=f"account {name!r} has uid 0 in /etc/passwd "
+                            "(as the container's own cat shows it)",
+                            evidence=(f"{self.prefix}/t1/in-container/{rel}",),
+                            extra={"account": name},
+                            source="in-container",
+                        )
+                    )
+            elif rel == "proc/1/environ":
+                for item in out.stdout.split(b"\0"):
+                    k, _, v = item.decode("utf-8", "backslashreplace").partition("=")
+                    why = indicators.secret_reason(k, v) if k else None
+                    if why:
+                        self.r.findings.append(
+                            indicators.finding(
+                                "secret-in-environment",
+                                f"{self.r.target} pid 1 ${k}",
+                                summary=f"Environment variable {k} of the container's init "
+                                f"looks like a credential ({why}).",
+                                evidence=(f"{self.prefix}/t1/in-container/{rel}",),
+                                extra={"ns_pid": 1, "variable": k, "reason": why},
+                                source="in-container",
+                            )
+                        )
+        self._caveat(
+            "in-container-only",
+            "processes, sockets and files were read by the container's own tools (no node "
+            "view): a rootkit inside could hide from them",
+        )
 
     # ----------------------------------------------------------------------- T2
 

@@ -76,6 +76,7 @@ def finding(
     location: tuple[str, ...] = (),
     extra: Mapping[str, Any] | None = None,
     severity: Severity | None = None,
+    source: str = "node",
 ) -> Finding:
     r = load().rules[rule]
     return Finding(

@@ -66,6 +66,9 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
     kube_context: Annotated[
         str | None, typer.Option("--context", help="kubeconfig context.")
     ] = None,
+    kubeconfig: Annotated[
+        str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file.")
+    ] = None,
 ) -> None:
     """Acquire live evidence from running containers into a case: the node's view of their
     processes, sockets and files first, then memory (--memory), RAM-backed files, the writable
@@ -84,11 +87,17 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
     else:
         case = Case.init(case_dir, case_id=case_id or case_dir.name, examiner=examiner)
     d = Endpoints()
+    cri = cri_endpoint or d.cri
+    cri_path = cri.removeprefix("unix://")
     endpoints = Endpoints(
         docker=docker_host or d.docker,
         podman=podman_host or d.podman,
-        cri=cri_endpoint or d.cri,
+        cri=cri,
         kube_context=kube_context,
+        kubeconfig=kubeconfig,
+        # A local CRI socket means we may be on a pod's node: Kubernetes targets try it for
+        # the node view (a container id it does not know is simply not on this node).
+        node_cri=cri if cri_path.startswith("/") and Path(cri_path).exists() else None,
     )
     options = Options(budget=budget, memory=memory, checkpoint=checkpoint, exec_allowed=not no_exec)
     lock = threading.Lock()

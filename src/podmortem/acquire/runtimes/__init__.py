@@ -20,6 +20,10 @@ class Endpoints:
         "CONTAINER_RUNTIME_ENDPOINT", "unix:///run/containerd/containerd.sock"
     )
     kube_context: str | None = None
+    kubeconfig: str | None = None
+    # Kubernetes targets look their container up in this local CRI to get the node view; None
+    # means "not on the node": the API and in-container views only.
+    node_cri: str | None = None
 
 
 def open_runtime(ref: TargetRef, endpoints: Endpoints) -> Runtime:
@@ -38,6 +42,9 @@ def open_runtime(ref: TargetRef, endpoints: Endpoints) -> Runtime:
         from podmortem.acquire.runtimes.kubernetes import KubernetesRuntime
 
         return KubernetesRuntime.connect(
-            ref, context=endpoints.kube_context, cri_endpoint=endpoints.cri
+            ref,
+            context=endpoints.kube_context,
+            kubeconfig=endpoints.kubeconfig,
+            cri_endpoint=endpoints.node_cri,
         )
     raise InputError(f"unknown target scheme {ref.scheme!r}")

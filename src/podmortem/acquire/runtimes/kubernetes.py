@@ -15,6 +15,7 @@ against a real cluster.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import time
@@ -46,15 +47,18 @@ def _k8s() -> Any:
         ) from exc
 
 
-def api_client(context: str | None = None) -> Any:
-    """An ApiClient from in-cluster config (a node agent) or the kubeconfig."""
+def api_client(context: str | None = None, kubeconfig: str | None = None) -> Any:
+    """An ApiClient from in-cluster config (a node agent) or the kubeconfig ($KUBECONFIG or
+    ~/.kube/config unless given)."""
     k8s = _k8s()
     cfg = k8s.client.Configuration()
     try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and context is None:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and context is None and kubeconfig is None:
             k8s.config.load_incluster_config(client_configuration=cfg)
         else:
-            k8s.config.load_kube_config(context=context, client_configuration=cfg)
+            k8s.config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
     except Exception as exc:
         raise CapabilityUnavailable(f"no usable Kubernetes configuration: {exc}") from exc
     return k8s.client.ApiClient(cfg)
@@ -84,7 +88,12 @@ class KubernetesRuntime:
 
     @classmethod
     def connect(
-        cls, ref: TargetRef, *, context: str | None = None, cri_endpoint: str | None = None
+        cls,
+        ref: TargetRef,
+        *,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+        cri_endpoint: str | None = None,
     ) -> KubernetesRuntime:
         def local(container_id: str) -> Any:
             if not cri_endpoint:
@@ -99,7 +108,7 @@ class KubernetesRuntime:
                 return None
             return rt
 
-        return cls(api_client(context), ref, node_runtime_for=local)
+        return cls(api_client(context, kubeconfig), ref, node_runtime_for=local)
 
     # ------------------------------------------------------------------ identity
 
@@ -209,23 +218,35 @@ class KubernetesRuntime:
             return ExecOutput(None, bytes(out), bytes(err), truncated, error=f"exec: {exc}"[:300])
         finally:
             ws.close()
+            # websocket-client's close() returns early once the peer has closed, leaving its
+            # socket open; shutdown() closes it whatever the state.
+            with contextlib.suppress(Exception):
+                ws.sock.shutdown()
         return ExecOutput(rc, bytes(out), bytes(err), truncated, timed_out)
 
     # ---------------------------------------------------------------- logs, diff
 
     def logs(self, *, max_bytes: int, timeout: float) -> tuple[bytes, bool]:
         self._load()
-        data = self._api(
+        data = self._read_log(limit_bytes=max_bytes, _request_timeout=timeout)
+        return data[:max_bytes], len(data) >= max_bytes
+
+    def _read_log(self, **kwargs: Any) -> bytes:
+        """Raw log bytes (not decoded by the client: logs are hostile and need not be UTF-8),
+        with the connection handed back to the pool."""
+        resp = self._api(
             self.core.read_namespaced_pod_log,
             self.ref.ref,
             self.ref.namespace,
             container=self._container,
             timestamps=True,
-            limit_bytes=max_bytes,
             _preload_content=False,
-            _request_timeout=timeout,
-        ).data
-        return bytes(data[:max_bytes]), len(data) >= max_bytes
+            **kwargs,
+        )
+        try:
+            return bytes(resp.data)
+        finally:
+            resp.release_conn()
 
     def diff(self) -> list[DiffEntry]:
         raise UnsupportedError("the Kubernetes API has no diff; the upperdir walk needs the node")
@@ -265,16 +286,7 @@ class KubernetesRuntime:
         st = self._status()
         if st is not None and (st.restart_count or 0) > 0:
             try:
-                prev = self._api(
-                    self.core.read_namespaced_pod_log,
-                    self.ref.ref,
-                    self.ref.namespace,
-                    container=self._container,
-                    previous=True,
-                    timestamps=True,
-                    limit_bytes=64 << 20,
-                    _preload_content=False,
-                ).data
+                prev = self._read_log(previous=True, limit_bytes=64 << 20)
                 docs["previous_logs"] = {"text": prev.decode("utf-8", "backslashreplace")}
             except AcquisitionError as exc:
                 docs["previous_logs"] = {"error": exc.message}
@@ -306,7 +318,9 @@ class KubernetesRuntime:
     def close(self) -> None:
         if self.node_runtime is not None:
             self.node_runtime.close()
-        self.client.close()
+        self.client.close()  # its thread pool; the HTTP connections live in the rest client
+        with contextlib.suppress(Exception):
+            self.client.rest_client.pool_manager.clear()
 
 
 def node_agent_job(
