@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
-from podmortem.case import Case
+from podmortem.case import Case, verify_case
 from podmortem.case import paths as case_paths
 from podmortem.case.custody import read_lines
 from podmortem.cloud.calls import CallLog, ProviderRefused
 from podmortem.cloud.model import Outcome, Phase, Status, StepReport, Target
 from podmortem.cloud.playbook import StepSpec, procedure
+from podmortem.errors import IntegrityError
 
 STEP_ACTION = "cloud_step"
 RELEASE_ACTION = "cloud_release"
@@ -150,6 +151,14 @@ class Procedure:
         newest first. Each item is the custody record's details plus its ``hash``."""
         if self.case is None:
             return []
+        # The log decides what is changed back and where: a log that does not verify could
+        # point the undo at anything, so nothing is released from it.
+        report = verify_case(self.case.root)
+        if not report.ok:
+            raise IntegrityError(
+                f"case {self.case.case_id} does not verify ({len(report.problems)} problem(s)); "
+                "refusing to release from its custody log"
+            )
         wanted = set(phases)
         data = (self.case.root / case_paths.CUSTODY).read_bytes()
         changed: list[dict[str, Any]] = []

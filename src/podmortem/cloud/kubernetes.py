@@ -48,7 +48,7 @@ def parse_provider_id(provider: str, provider_id: str, target: Target) -> None:
     """Fill ``target.instance`` (and zone, resource group) from a node's ``spec.providerID``.
     The value comes from the cluster (which may be the compromised party), so it is matched
     against the provider's documented shape and rejected otherwise."""
-    m = _PROVIDER_ID[provider].match(provider_id)
+    m = _PROVIDER_ID[provider].fullmatch(provider_id)  # `$` would accept a trailing newline
     if m is None:
         raise InputError(f"node providerID {provider_id[:200]!r} is not a {provider} node")
     g = m.groupdict()

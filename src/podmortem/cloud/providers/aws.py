@@ -8,6 +8,7 @@ default), so the usual configuration applies: profiles, ``AWS_REGION``, and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -100,6 +101,8 @@ class EksSteps:
         target.extra["cluster_security_group"] = vpc.get("clusterSecurityGroupId")
         if target.instance is None:
             return
+        if not re.fullmatch(r"i-[0-9a-f]{8,17}", target.instance):
+            raise InputError(f"{target.instance[:80]!r} is not an EC2 instance id (i-...)")
         inst = self._instance(calls, target.instance)
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags") or []}
         member = tags.get("eks:cluster-name") == target.cluster or any(

@@ -8,6 +8,7 @@ TLS-verified Google endpoints). Compute and Container use their REST transports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,6 +109,10 @@ class GkeSteps:
             return
         if target.zone is None:
             raise InputError("GKE --instance-id needs --zone (or select the node or pod)")
+        if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", target.instance) or not (
+            re.fullmatch(r"[a-z]+-[a-z]+[0-9]+-[a-z]", target.zone)
+        ):
+            raise InputError(f"{target.instance[:80]!r} in {target.zone[:40]!r} is not a GCE name")
         inst = self._instance(calls, target)
         labels = dict(inst.labels or {})
         if labels.get("goog-k8s-cluster-name") != target.cluster:
