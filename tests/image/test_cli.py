@@ -251,3 +251,24 @@ def test_layout_directories_in_a_case_never_mix(
     }
     assert folders == {"oci", "oci.2"}
     assert verify_case(case_dir).ok
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("analyze", ["--base", "--case", "--json", "--yara", "--sbom", "--tag", "--platform"]),
+        ("diff", ["--json", "--case"]),
+        ("extract", ["--case", "--layer"]),
+    ],
+)
+def test_help_renders(
+    command: str,
+    options: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    rc, out, err = run(["image", command, "--help"], capsys, monkeypatch)
+    assert rc == 0, err
+    for opt in options:
+        assert opt in out
