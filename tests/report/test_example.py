@@ -156,3 +156,15 @@ def test_markdown_has_every_section(doc: dict) -> None:  # type: ignore[type-arg
         "## Evidence table",
     ):
         assert title in doc["_md"]
+
+
+def test_audit_timeline_cap_is_a_caveat(
+    offline_case: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podmortem.report import evidence
+
+    monkeypatch.setattr(evidence, "MAX_AUDIT_ROWS", 3)
+    rep = report.build(Case.open(offline_case), verify=False)
+    assert len([e for e in rep.entries if e.source == "audit"]) == 3
+    cut = [c for _, c in rep.caveats if c.kind == "timeline-truncated"]
+    assert cut and "first 3 of 10 audit requests" in cut[0].message
