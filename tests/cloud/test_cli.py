@@ -168,3 +168,68 @@ def test_collect_logs_pages_into_the_case(aws_env: str, tmp_path: Path) -> None:
         ]
     assert sorted(got) == sorted(f"a-{i}" for i in range(250))
     assert verify_case(case_dir).ok
+
+
+def test_collected_pages_are_ready_for_audit_analyze(aws_env: str, tmp_path: Path) -> None:
+    """The contract with the audit capability: collect-logs output is read as-is."""
+    import time
+
+    import boto3
+
+    logs = boto3.client("logs")
+    group = "/aws/eks/prod/cluster"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="kube-apiserver-audit-abc")
+    t0 = int(time.time() * 1000) - 600_000
+    events = [
+        {
+            "timestamp": t0 + i,
+            "message": json.dumps(
+                {
+                    "kind": "Event",
+                    "apiVersion": "audit.k8s.io/v1",
+                    "level": "Metadata",
+                    "auditID": f"a-{i}",
+                    "stage": "ResponseComplete",
+                    "verb": "get",
+                    "requestURI": f"/api/v1/namespaces/shop/pods/p{i}",
+                    "user": {"username": "alice"},
+                    "sourceIPs": ["10.0.0.1"],
+                    "objectRef": {"resource": "pods", "namespace": "shop", "name": f"p{i}"},
+                    "responseStatus": {"code": 200},
+                    "requestReceivedTimestamp": "2026-11-26T10:00:00.000000Z",
+                    "stageTimestamp": "2026-11-26T10:00:00.000100Z",
+                }
+            ),
+        }
+        for i in range(30)
+    ]
+    logs.put_log_events(
+        logGroupName=group, logStreamName="kube-apiserver-audit-abc", logEvents=events
+    )
+    case_dir = tmp_path / "case"
+    Case.init(case_dir, case_id="IR-9", examiner="tester")
+    res = runner.invoke(
+        app,
+        [
+            "cloud",
+            "collect-logs",
+            "eks",
+            "--cluster",
+            "prod",
+            "--since",
+            "1h",
+            "--case",
+            str(case_dir),
+            "--page-size",
+            "10",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "audit.json"
+    res = runner.invoke(
+        app, ["audit", "analyze", str(case_dir / "artifacts" / "cloud" / "eks"), "--json", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["events_by_source"] == {"eks/filter-log-events": 30}
