@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -234,4 +235,26 @@ def test_ten_targets_in_parallel_within_budget(
     doc = _acquire(tmp_path, [f"docker://{c.name}" for c in cs], engine_endpoints)
     assert time.monotonic() - t < 20
     assert doc["complete"] and len(doc["targets"]) == 10
+    assert verify_case(tmp_path / "case").ok
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_checkpoint_and_memory_leave_the_target_running(
+    engine: str, request: pytest.FixtureRequest, engine_endpoints: Any, tmp_path: Path
+) -> None:
+    make: Callable[..., Any] = request.getfixturevalue(f"make_{engine}_container")
+    c = make()
+    c.reload()
+    pid = c.attrs["State"]["Pid"]
+    doc = _acquire(
+        tmp_path, [f"{engine}://{c.name}"], engine_endpoints, checkpoint=True, memory=True
+    )
+    arts = {a["path"].rsplit("/t2/", 1)[-1]: a for a in doc["artifacts"] if "/t2/" in a["path"]}
+    assert arts[f"memory/{pid}.mem"]["size"] > 0 and arts[f"memory/{pid}.mem"]["sensitive"]
+    if shutil.which("criu"):
+        assert arts["checkpoint.tar"]["size"] > 0, doc["caveats"]
+    else:  # the absence of CRIU is reported, not fatal
+        assert any("CRIU" in x["message"] for x in doc["caveats"])
+    c.reload()
+    assert c.status == "running" and c.attrs["State"]["Pid"] == pid
     assert verify_case(tmp_path / "case").ok

@@ -71,6 +71,7 @@ def test_added_modified_deleted_opaque_and_archive(overlay: tuple[mounts.Overlay
     assert by["/opt"].opaque and by["/opt"].change == "modified"
     assert by["/opt/new"].change == "added"
     assert "/etc" not in by  # a copied-up parent is not itself a change
+    assert "/etc" in cap.copied_up
 
     buf.seek(0)
     with tarfile.open(fileobj=buf) as tar:
@@ -114,6 +115,12 @@ def test_cross_check_ignores_parent_dirs() -> None:
         "only_podmortem": [],
         "different_change": [],
     }
+    assert (
+        writable_layer.cross_check(ours, [("/var", "modified")], copied_up=frozenset({"/var"}))[
+            "only_runtime"
+        ]
+        == []
+    )
     check = writable_layer.cross_check(ours, [("/tmp/x", "modified"), ("/root/.ssh", "added")])
     assert check["only_runtime"] == ["/root/.ssh"]
     assert check["only_podmortem"] == ["/etc/motd"]

@@ -119,6 +119,7 @@ class TargetCollector:
         self.prefix = "targets/" + safe_component(target.replace("://", "-"))
         self._mounts: list[mounts.Mount] = []
         self._node_pids: list[int] = []
+        self._copied_up: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ helpers
 
@@ -788,6 +789,7 @@ class TargetCollector:
             if not cap.complete:
                 w.error = "incomplete: the time budget ran out during the walk"
         self.r.fs_changes = cap.changes
+        self._copied_up = frozenset(cap.copied_up)
         self._put(
             "t4/fs_changes.json",
             {
@@ -872,7 +874,7 @@ class TargetCollector:
         report: dict[str, Any] = {"runtime": self.rt.name, "changes": [list(r) for r in rows]}
         if self.r.fs_changes or self.r.node_view:
             scaffold = indicators.runtime_scaffolding(self.rt.name)
-            check = writable_layer.cross_check(self.r.fs_changes, rows, scaffold)
+            check = writable_layer.cross_check(self.r.fs_changes, rows, scaffold, self._copied_up)
             report["runtime_scaffolding"] = sorted(
                 c.path for c in self.r.fs_changes if c.path in scaffold
             )

@@ -79,6 +79,9 @@ class LayerCapture:
     errors: list[str] = field(default_factory=list)
     archived_bytes: int = 0
     not_archived: list[str] = field(default_factory=list)
+    # Directories present in a lower layer that the upperdir holds only because something
+    # below them changed (overlay "copy-up"); runtimes list them as modified.
+    copied_up: list[str] = field(default_factory=list)
 
 
 class _HashingReader:
@@ -168,6 +171,8 @@ def capture(
         listed = not (kind == "dir" and in_lower and not opaque)
         if listed:
             result.changes.append(rec)
+        else:
+            result.copied_up.append(rec.path)
         _archive_and_hash(e, rec, tar, result, max_archive_bytes)
 
     try:
@@ -264,18 +269,21 @@ def cross_check(
     ours: list[FsChange],
     runtime: list[tuple[str, str]],
     scaffolding: frozenset[str] = frozenset(),
+    copied_up: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
     """Compare with the runtime's own diff (path, change). Directories the runtime lists as
     modified only because a child changed are ignored, and so are ``scaffolding`` paths the
     runtime creates itself and leaves out of its diff (reported apart)."""
     mine = {c.path: c.change for c in ours if c.path not in scaffolding}
     theirs = dict(runtime)
-    only_runtime = [
-        p
-        for p, ch in theirs.items()
-        if p not in mine
-        and not (ch == "modified" and any(m.startswith(p.rstrip("/") + "/") for m in mine))
-    ]
+    every = [c.path for c in ours]
+
+    def explained(path: str, change: str) -> bool:
+        if change != "modified":
+            return False
+        return path in copied_up or any(m.startswith(path.rstrip("/") + "/") for m in every)
+
+    only_runtime = [p for p, ch in theirs.items() if p not in mine and not explained(p, ch)]
     only_ours = [p for p in mine if p not in theirs]
     differ = [p for p in mine if p in theirs and theirs[p] != mine[p]]
     return {
