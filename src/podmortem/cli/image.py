@@ -38,7 +38,8 @@ TagOpt = Annotated[
     str | None, typer.Option("--tag", help="Which image of a multi-image archive or index.")
 ]
 PlatformOpt = Annotated[
-    str | None, typer.Option("--platform", help="os/arch or os/arch/variant, for a multi-platform index.")
+    str | None,
+    typer.Option("--platform", help="os/arch or os/arch/variant in a multi-platform index."),
 ]
 CaseOpt = Annotated[
     Path | None, typer.Option("--case", help="Case folder: inputs and outputs become artifacts.")
