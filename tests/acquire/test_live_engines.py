@@ -258,3 +258,19 @@ def test_checkpoint_and_memory_leave_the_target_running(
     c.reload()
     assert c.status == "running" and c.attrs["State"]["Pid"] == pid
     assert verify_case(tmp_path / "case").ok
+
+
+def test_cri_checkpoint_falls_back_to_containerd_task_checkpoint(
+    make_cri_pod: Callable[..., Any], cri_client: Any, engine_endpoints: Any, tmp_path: Path
+) -> None:
+    pod = make_cri_pod()
+    doc = _acquire(tmp_path, [f"cri://{pod.container_id}"], engine_endpoints, checkpoint=True)
+    arts = {a["path"].rsplit("/", 1)[-1]: a for a in doc["artifacts"]}
+    if shutil.which("criu") and shutil.which("ctr"):
+        assert arts["checkpoint.tar"]["size"] > 0, doc["caveats"]
+        with tarfile.open(tmp_path / "case" / arts["checkpoint.tar"]["path"]) as tar:
+            assert "checkpoint/inventory.img" in tar.getnames()
+    else:
+        assert any("checkpoint" in x["message"] for x in doc["caveats"])
+    assert cri_client.container_status(pod.container_id).state == "CONTAINER_RUNNING"
+    assert verify_case(tmp_path / "case").ok
