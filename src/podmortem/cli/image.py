@@ -70,7 +70,8 @@ def _sha256_file(src: Path) -> str:
 def _add_once(case: Case, rel: str, src: Path, spec: str) -> ArtifactRecord:
     """Artifacts are write-once: the same file analysed again reuses its artifact; a
     different file under the same name gets a numbered name."""
-    digest = _sha256_file(src)
+    digest: str | None = None  # computed only if a same-named artifact exists
+    size = src.stat().st_size
     candidate = rel
     for n in range(2, 1000):
         try:
@@ -80,8 +81,10 @@ def _add_once(case: Case, rel: str, src: Path, spec: str) -> ArtifactRecord:
             return case.add_file(
                 candidate, src, source="file", command=f"image analyze {spec}", sensitive=True
             )
-        if rec.sha256 == digest:
-            return rec
+        if rec.size == size:
+            digest = digest or _sha256_file(src)
+            if rec.sha256 == digest:
+                return rec
         candidate = f"{rel}.{n}"
     raise InputError(f"too many different files named {rel} in the case")
 
@@ -108,7 +111,8 @@ def _materialise(spec: str, case: Case | None, role: str) -> Iterator[tuple[Path
             # a layout directory is copied whole under one name: reuse a copy that holds
             # exactly these files, else take the next free name (never mix two layouts)
             known = {a.path: a.sha256 for a in case.artifacts}
-            digests = [_sha256_file(f) for f in files]
+            seen_before = any(k.startswith(f"artifacts/image/{role}/{name}") for k in known)
+            digests = [_sha256_file(f) if seen_before else "" for f in files]
             for n in range(1, 1000):
                 folder = name if n == 1 else f"{name}.{n}"
                 prefix = f"artifacts/image/{role}/{folder}/"
