@@ -72,7 +72,8 @@ class Procedure:
         self.cloud = cloud
         self.kube = kube
         self.case = case
-        self.case_id = case.case_id if case is not None else (case_id or "plan")
+        # Without a case (a plan) names derived from the case id show a placeholder.
+        self.case_id = case.case_id if case is not None else (case_id or "CASE")
 
     # ------------------------------------------------------------------ resolve
 

@@ -395,6 +395,8 @@ class EksSteps:
     def lock_snapshots(self, ctx: StepContext) -> Outcome:
         snaps = [s["SnapshotId"] for s in self._case_snapshots(ctx)]
         if not snaps:
+            if not ctx.execute:  # in a plan, the snapshot step before this one makes them
+                return Outcome(Status.WOULD_CHANGE, "would lock the snapshots taken above")
             return Outcome(Status.NOT_APPLICABLE, "no snapshots of this case to lock")
         ec2 = self.client("ec2")
         resp = ctx.calls.read(
