@@ -67,14 +67,24 @@ def _ts(ns: int) -> str:
 class ApiServerDouble:
     """``with ApiServerDouble(cri) as api: api.kubeconfig`` (a file for kubectl and the client)."""
 
-    def __init__(self, cri: Any, workdir: Path, node_name: str | None = None) -> None:
+    def __init__(
+        self,
+        cri: Any,
+        workdir: Path,
+        node_name: str | None = None,
+        image_ref: Callable[[str], str] = lambda image: image,
+    ) -> None:
+        """``image_ref`` maps an image name in a pod spec to containerd's reference."""
         self.cri = cri
+        self.image_ref = image_ref
         self.node = node_name or socket.gethostname()
         self.workdir = workdir
         self.objects: dict[str, dict[str, Any]] = {}  # extra objects by API path (owners...)
         self.owners: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (ns, pod) -> refs
         self.events: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
+        # (ns, pod) -> [(name, CRI container id, spec)]: ephemeral containers we started
+        self.ephemeral: dict[tuple[str, str], list[tuple[str, str, dict[str, Any]]]] = {}
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -135,6 +145,23 @@ class ApiServerDouble:
                     else {"terminated": {"exitCode": st.exit_code, "reason": st.reason or "Error"}},
                 }
             )
+        eph_specs, eph_statuses = [], []
+        for ename, cid, spec in self.ephemeral.get((namespace, name), []):
+            st = self.cri.container_status(cid, verbose=False)
+            eph_specs.append(spec)
+            eph_statuses.append(
+                {
+                    "name": ename,
+                    "containerID": f"containerd://{cid}",
+                    "image": st.image,
+                    "imageID": st.image_ref,
+                    "restartCount": 0,
+                    "ready": False,
+                    "state": {"running": {"startedAt": _ts(st.started_at_ns)}}
+                    if st.state == "CONTAINER_RUNNING"
+                    else {"waiting": {"reason": "Starting"}},
+                }
+            )
         meta: dict[str, Any] = {
             "name": name,
             "namespace": namespace,
@@ -152,8 +179,13 @@ class ApiServerDouble:
                 "nodeName": self.node,
                 "serviceAccountName": "default",
                 "containers": containers,
+                "ephemeralContainers": eph_specs,
             },
-            "status": {"phase": "Running", "containerStatuses": statuses},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": statuses,
+                "ephemeralContainerStatuses": eph_statuses,
+            },
         }
 
     def log(self, namespace: str, name: str, query: dict[str, str]) -> tuple[int, bytes]:
@@ -182,7 +214,8 @@ class ApiServerDouble:
         if pod is None:
             return None
         cname = (query.get("container") or [pod["spec"]["containers"][0]["name"]])[0]
-        status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == cname)
+        every = pod["status"]["containerStatuses"] + pod["status"]["ephemeralContainerStatuses"]
+        status = next(s for s in every if s["name"] == cname)
         pb2 = self.cri.pb2
 
         def flag(k: str) -> bool:
@@ -200,6 +233,67 @@ class ApiServerDouble:
             ),
         )
         return str(resp.url)
+
+    def add_ephemeral(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        """PATCH pods/{name}/ephemeralcontainers: start each new one in the pod sandbox,
+        sharing the PID namespace of its target container (CRI NamespaceMode TARGET), as the
+        kubelet does for ``kubectl debug --target``."""
+        sb = self._sandbox(namespace, name)
+        pod = self.pod(namespace, name)
+        if sb is None or pod is None:
+            return False
+        pb2 = self.cri.pb2
+        known = {e[0] for e in self.ephemeral.get((namespace, name), [])}
+        status = self.cri.call(
+            "PodSandboxStatus", pb2.PodSandboxStatusRequest(pod_sandbox_id=sb.id, verbose=True)
+        )
+        info = json.loads(status.info.get("info") or "{}")
+        log_dir = (info.get("config") or {}).get("log_directory", "")
+        for spec in (body.get("spec") or {}).get("ephemeralContainers") or []:
+            if spec["name"] in known:
+                continue
+            target = next(
+                s
+                for s in pod["status"]["containerStatuses"]
+                if s["name"] == spec.get("targetContainerName")
+            )
+            target_id = target["containerID"].split("://", 1)[1]
+            ns_opts = pb2.NamespaceOption(
+                network=pb2.NamespaceMode.NODE, pid=pb2.NamespaceMode.TARGET, target_id=target_id
+            )
+            sandbox_config = pb2.PodSandboxConfig(
+                metadata=pb2.PodSandboxMetadata(
+                    name=name, uid=sb.metadata.uid, namespace=namespace
+                ),
+                log_directory=log_dir,
+                linux=pb2.LinuxPodSandboxConfig(
+                    security_context=pb2.LinuxSandboxSecurityContext(
+                        namespace_options=pb2.NamespaceOption(network=pb2.NamespaceMode.NODE)
+                    )
+                ),
+            )
+            cid = self.cri.call(
+                "CreateContainer",
+                pb2.CreateContainerRequest(
+                    pod_sandbox_id=sb.id,
+                    config=pb2.ContainerConfig(
+                        metadata=pb2.ContainerMetadata(name=spec["name"]),
+                        image=pb2.ImageSpec(image=self.image_ref(spec["image"])),
+                        command=spec.get("command") or [],
+                        log_path=f"{spec['name']}/0.log",
+                        linux=pb2.LinuxContainerConfig(
+                            security_context=pb2.LinuxContainerSecurityContext(
+                                namespace_options=ns_opts
+                            )
+                        ),
+                    ),
+                    sandbox_config=sandbox_config,
+                ),
+                timeout=60,
+            ).container_id
+            self.cri.call("StartContainer", pb2.StartContainerRequest(container_id=cid))
+            self.ephemeral.setdefault((namespace, name), []).append((spec["name"], cid, spec))
+        return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -238,6 +332,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._route("POST")
+
+    def do_PATCH(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        parts = [p for p in url.path.split("/") if p]
+        self.api.requests.append(("PATCH", url.path))
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if (
+            len(parts) == 7
+            and parts[:3] == ["api", "v1", "namespaces"]
+            and parts[4] == "pods"
+            and parts[6] == "ephemeralcontainers"
+        ) and self.api.add_ephemeral(parts[3], parts[5], body):
+            self._json(200, self.api.pod(parts[3], parts[5]) or {})
+            return
+        self._status(404, f"the test API server does not serve PATCH {url.path}")
 
     def _route(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)

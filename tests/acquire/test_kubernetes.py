@@ -204,3 +204,100 @@ def test_node_agent_job_is_pinned_and_read_only() -> None:
     assert {"name": "CID", "value": "abc"} in spec["containers"][0]["env"]
     with pytest.raises(AcquisitionError):
         node_agent_job(pod={"spec": {}}, container_id="abc", image="x")
+
+
+def _import_noshell_image(endpoint: str, tmp: Path) -> str:
+    """A one-binary image (busybox as /sleep: no shell, no ps, like distroless), written as
+    a docker-archive by hand and imported into containerd's CRI namespace with ctr."""
+    import hashlib
+    import io
+    import tarfile
+
+    ctr = shutil.which("ctr")
+    if ctr is None or not Path("/bin/busybox").is_file():
+        pytest.skip("needs ctr and /bin/busybox")
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        data = Path("/bin/busybox").read_bytes()
+        info = tarfile.TarInfo("sleep")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    layer_bytes = layer.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    tag = "podmortem-test/noshell:latest"
+    archive = tmp / "noshell.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, blob in (
+            ("layer.tar", layer_bytes),
+            ("config.json", config),
+            (
+                "manifest.json",
+                json.dumps(
+                    [{"Config": "config.json", "RepoTags": [tag], "Layers": ["layer.tar"]}]
+                ).encode(),
+            ),
+        ):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(blob)
+            tar.addfile(ti, io.BytesIO(blob))
+    subprocess.run(
+        [
+            ctr,
+            "--address",
+            endpoint.removeprefix("unix://"),
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            str(archive),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return tag
+
+
+@pytest.mark.integration
+def test_shell_less_pod_gets_an_ephemeral_debug_container(
+    cri_client: Any, engine_endpoints: Any, tmp_path: Path
+) -> None:
+    import engines  # the harness's helpers (its folder is on sys.path, see conftest.py)
+
+    image = _import_noshell_image(engine_endpoints.cri_endpoint, tmp_path)
+    pod = engines.start_cri_pod(
+        cri_client, image, tmp_path / "logs", command=["/sleep", "3600"], name="distroless"
+    )
+    try:
+        with ApiServerDouble(cri_client, tmp_path, image_ref=engines.cri_image_ref) as api:
+            case = Case.init(tmp_path / "case", case_id="K8S-2", examiner="pytest")
+            ep = Endpoints(
+                kubeconfig=str(api.kubeconfig), node_cri=None, debug_image=engine_endpoints.image
+            )
+            doc = acquire(
+                case,
+                [parse_target(f"k8s://{NS}/distroless")],
+                lambda r: open_runtime(r, ep),
+                Options(budget=30),
+            )
+            assert (
+                "PATCH",
+                f"/api/v1/namespaces/{NS}/pods/distroless/ephemeralcontainers",
+            ) in api.requests
+        assert doc["targets"][0]["in_container_view"]
+        kinds = {c["kind"] for c in doc["caveats"]}
+        assert "acquisition-side-effect" in kinds  # the pod spec now holds our container
+        ps = next(a for a in doc["artifacts"] if a["path"].endswith("in-container/ps.txt"))
+        text = (tmp_path / "case" / ps["path"]).read_text()
+        assert "/sleep 3600" in text  # the target's process, seen from the debug container
+        assert verify_case(tmp_path / "case").ok
+    finally:
+        engines.remove_cri_pod(cri_client, pod.sandbox_id)

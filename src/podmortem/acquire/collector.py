@@ -48,6 +48,7 @@ TRUNCATED = "truncated"
 HOST_NETWORK = "host-network-namespace"
 RESTARTED = "container-restarted"
 LAYER_MISMATCH = "runtime-diff-mismatch"
+SIDE_EFFECT = "acquisition-side-effect"
 # Caveats that mean evidence the run should have had is missing.
 GAP_KINDS = frozenset({BUDGET_EXHAUSTED, TARGET_EXITED, STEP_FAILED, NO_NODE_VIEW})
 
@@ -120,6 +121,7 @@ class TargetCollector:
         self._mounts: list[mounts.Mount] = []
         self._node_pids: list[int] = []
         self._copied_up: frozenset[str] = frozenset()
+        self._notes: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -489,7 +491,11 @@ class TargetCollector:
 
     def _exec(self, cmd: tuple[str, ...]) -> ExecOutput:
         timeout = min(self.opt.exec_timeout, self.budget.remaining())
-        return self.rt.exec(cmd, timeout=timeout, max_bytes=self.opt.max_exec_output)
+        out = self.rt.exec(cmd, timeout=timeout, max_bytes=self.opt.max_exec_output)
+        if out.note and out.note not in self._notes:
+            self._notes.add(out.note)
+            self._caveat(SIDE_EFFECT, out.note)
+        return out
 
     def t1_exec(self) -> None:
         out: ExecOutput | None = None

@@ -69,6 +69,14 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
     kubeconfig: Annotated[
         str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file.")
     ] = None,
+    debug_image: Annotated[
+        str | None,
+        typer.Option(
+            "--debug-image",
+            help="Kubernetes: image of an ephemeral debug container for pods whose image has "
+            "no ps (it stays in the pod spec).",
+        ),
+    ] = None,
 ) -> None:
     """Acquire live evidence from running containers into a case: the node's view of their
     processes, sockets and files first, then memory (--memory), RAM-backed files, the writable
@@ -95,6 +103,7 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
         cri=cri,
         kube_context=kube_context,
         kubeconfig=kubeconfig,
+        debug_image=debug_image,
         # A local CRI socket means we may be on a pod's node: Kubernetes targets try it for
         # the node view (a container id it does not know is simply not on this node).
         node_cri=cri if cri_path.startswith("/") and Path(cri_path).exists() else None,

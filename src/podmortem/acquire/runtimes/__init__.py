@@ -24,6 +24,9 @@ class Endpoints:
     # Kubernetes targets look their container up in this local CRI to get the node view; None
     # means "not on the node": the API and in-container views only.
     node_cri: str | None = None
+    # Image for an ephemeral debug container when a pod's image has no ps (opt-in: it
+    # changes the pod spec for good).
+    debug_image: str | None = None
 
 
 def open_runtime(ref: TargetRef, endpoints: Endpoints) -> Runtime:
@@ -46,5 +49,6 @@ def open_runtime(ref: TargetRef, endpoints: Endpoints) -> Runtime:
             context=endpoints.kube_context,
             kubeconfig=endpoints.kubeconfig,
             cri_endpoint=endpoints.node_cri,
+            debug_image=endpoints.debug_image,
         )
     raise InputError(f"unknown target scheme {ref.scheme!r}")

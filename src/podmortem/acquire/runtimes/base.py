@@ -45,6 +45,9 @@ class ExecOutput:
     truncated: bool = False
     timed_out: bool = False
     error: str | None = None
+    # Something the exec did to the target beyond running the command (e.g. an ephemeral
+    # debug container added to the pod spec); becomes a caveat.
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -73,6 +75,7 @@ class KubernetesRuntime:
         ref: TargetRef,
         *,
         node_runtime_for: Callable[[str], Any] | None = None,
+        debug_image: str | None = None,
     ) -> None:
         """``client`` is a ``kubernetes.client.ApiClient``; ``node_runtime_for(container_id)``
         returns a local CRI backend for that container, or None when it is not on this node."""
@@ -85,6 +88,8 @@ class KubernetesRuntime:
         self._pod: Any = None
         self._container = ref.container
         self.node_runtime: Any = None
+        self._debug_image = debug_image
+        self._debug: str | None = None  # our ephemeral container, once started
 
     @classmethod
     def connect(
@@ -94,6 +99,7 @@ class KubernetesRuntime:
         context: str | None = None,
         kubeconfig: str | None = None,
         cri_endpoint: str | None = None,
+        debug_image: str | None = None,
     ) -> KubernetesRuntime:
         def local(container_id: str) -> Any:
             if not cri_endpoint:
@@ -108,7 +114,9 @@ class KubernetesRuntime:
                 return None
             return rt
 
-        return cls(api_client(context, kubeconfig), ref, node_runtime_for=local)
+        return cls(
+            api_client(context, kubeconfig), ref, node_runtime_for=local, debug_image=debug_image
+        )
 
     # ------------------------------------------------------------------ identity
 
@@ -181,14 +189,77 @@ class KubernetesRuntime:
     # ---------------------------------------------------------------------- exec
 
     def exec(self, cmd: Sequence[str], *, timeout: float, max_bytes: int) -> ExecOutput:
+        """Exec in the target container; if its image lacks the command (no shell, no ps) and
+        a debug image was given, in an ephemeral debug container that targets it (it shares
+        the target's PID namespace, so its ps sees the target's processes)."""
         self._load()
+        deadline = time.monotonic() + timeout
+        if self._debug is None:
+            out = self._ws_exec(self._container, cmd, deadline, max_bytes)
+            if not (self._debug_image and _missing_binary(out)):
+                return out
+            try:
+                self._debug = self._start_debug_container(deadline)
+            except AcquisitionError as exc:
+                return ExecOutput(
+                    out.rc,
+                    out.stdout,
+                    out.stderr,
+                    out.truncated,
+                    out.timed_out,
+                    f"{out.error or ''}; debug container: {exc.message}"[:500],
+                )
+        out = self._ws_exec(self._debug, cmd, deadline, max_bytes)
+        note = (
+            f"ran in ephemeral debug container {self._debug!r} (image {self._debug_image}) "
+            f"targeting {self._container!r}: it stays in the pod spec for the pod's lifetime "
+            "and appears in the API audit log"
+        )
+        return ExecOutput(
+            out.rc, out.stdout, out.stderr, out.truncated, out.timed_out, out.error, note
+        )
+
+    def _start_debug_container(self, deadline: float) -> str:
+        name = f"podmortem-debug-{uuid.uuid4().hex[:6]}"
+        body = {
+            "spec": {
+                "ephemeralContainers": [
+                    {
+                        "name": name,
+                        "image": self._debug_image,
+                        "targetContainerName": self._container,
+                        # Short-lived: an ephemeral container cannot be removed, only end.
+                        "command": ["sleep", "600"],
+                        "stdin": False,
+                        "tty": False,
+                    }
+                ]
+            }
+        }
+        self._api(
+            self.core.patch_namespaced_pod_ephemeralcontainers,
+            self.ref.ref,
+            self.ref.namespace,
+            body,
+        )
+        while time.monotonic() < deadline:
+            pod = self._api(self.core.read_namespaced_pod, self.ref.ref, self.ref.namespace)
+            for st in pod.status.ephemeral_container_statuses or []:
+                if st.name == name and st.state and st.state.running:
+                    return name
+            time.sleep(0.2)
+        raise AcquisitionError(f"ephemeral container {name} did not start in time")
+
+    def _ws_exec(
+        self, container: str, cmd: Sequence[str], deadline: float, max_bytes: int
+    ) -> ExecOutput:
         stream = importlib.import_module("kubernetes.stream")
         try:
             ws = stream.stream(
                 self.core.connect_get_namespaced_pod_exec,
                 self.ref.ref,
                 self.ref.namespace,
-                container=self._container,
+                container=container,
                 command=list(cmd),
                 stderr=True,
                 stdin=False,
@@ -201,7 +272,7 @@ class KubernetesRuntime:
             return ExecOutput(None, b"", b"", error=f"exec: {str(exc)[:300]}")
         out, err = bytearray(), bytearray()
         truncated = False
-        deadline = time.monotonic() + timeout
+        status: Any = b""
         try:
             while ws.is_open() and time.monotonic() < deadline:
                 ws.update(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
@@ -213,7 +284,7 @@ class KubernetesRuntime:
                     buf.extend(data[: max(0, room)])
                     truncated = truncated or len(data) > room
             timed_out = ws.is_open()
-            rc = None if timed_out else ws.returncode
+            status = ws.read_channel(3)  # the error channel: a metav1.Status, once at the end
         except Exception as exc:
             return ExecOutput(None, bytes(out), bytes(err), truncated, error=f"exec: {exc}"[:300])
         finally:
@@ -222,7 +293,10 @@ class KubernetesRuntime:
             # socket open; shutdown() closes it whatever the state.
             with contextlib.suppress(Exception):
                 ws.sock.shutdown()
-        return ExecOutput(rc, bytes(out), bytes(err), truncated, timed_out)
+        if timed_out:
+            return ExecOutput(None, bytes(out), bytes(err), truncated, True, "exec timed out")
+        rc, error = _exec_status(status)
+        return ExecOutput(rc, bytes(out), bytes(err), truncated, False, error)
 
     # ---------------------------------------------------------------- logs, diff
 
@@ -321,6 +395,36 @@ class KubernetesRuntime:
         self.client.close()  # its thread pool; the HTTP connections live in the rest client
         with contextlib.suppress(Exception):
             self.client.rest_client.pool_manager.clear()
+
+
+def _exec_status(raw: Any) -> tuple[int | None, str | None]:
+    """Exit code from the exec error channel: ``{"status": "Success"}``, or a Failure whose
+    ``details.causes`` carry ``ExitCode``; any other Failure (the command could not start)
+    keeps its message."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not raw:
+        return None, "no exit status from the exec stream"
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None, f"unreadable exec status: {raw[:200]}"
+    if doc.get("status") == "Success":
+        return 0, None
+    for cause in (doc.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
+            return int(cause["message"]), None
+    return None, str(doc.get("message") or doc)[:500]
+
+
+def _missing_binary(out: ExecOutput) -> bool:
+    text = ((out.error or "") + out.stdout[:500].decode("utf-8", "replace")).lower()
+    if out.rc == 0 or out.timed_out:
+        return False
+    return out.rc in (126, 127) or any(s in text for s in MISSING_BINARY_TEXT)
+
+
+MISSING_BINARY_TEXT = ("executable file not found", "no such file or directory", "not found")
 
 
 def node_agent_job(
