@@ -178,7 +178,7 @@ LIVE_PACE = 0.5
 
 
 def live_logs(out_dir: Path, exec_time: datetime, command: list[str], image: str = IMAGE,
-              started: datetime | None = None) -> list[Path]:
+              started: datetime | None = None, pace: float = LIVE_PACE) -> list[Path]:
     """The story re-timed so that its exec is at ``exec_time`` with ``command``, the steps
     after it follow every ``LIVE_PACE`` seconds, and (given the container's ``started``
     time) the pod's creation comes just before it and the discovery between the two."""
@@ -189,7 +189,7 @@ def live_logs(out_dir: Path, exec_time: datetime, command: list[str], image: str
     saved = T0
     T0 = exec_time - timedelta(seconds=EXEC_AT)
     try:
-        return write(out_dir, story(command, image, LIVE_PACE, before))
+        return write(out_dir, story(command, image, pace, before))
     finally:
         T0 = saved
 
