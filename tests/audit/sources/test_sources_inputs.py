@@ -104,6 +104,25 @@ def test_value_stream_array_and_concatenated() -> None:
     assert [v.value for v in vals] == [{"a": 1}, {"b": 2}, {"c": 3}]
     vals = list(iter_values(io.BytesIO(b'{"a":1}{"b":')))
     assert vals[0].value == {"a": 1} and vals[1].error is not None
+    # a broken value in the middle: reported, and the values after it are still read
+    vals = list(iter_values(io.BytesIO(b'{"a":1}{"b":2,,}{"c":3}\n{"d":4}')))
+    assert [v.value for v in vals] == [{"a": 1}, None, {"c": 3}, {"d": 4}]
+    vals = list(iter_values(io.BytesIO(b'[{"a":1},{"b":x},{"c":3}]')))
+    assert [v.value for v in vals] == [{"a": 1}, None, {"c": 3}]
+
+
+def test_broken_firehose_object_does_not_lose_the_rest(
+    read, fixtures: Path, tmp_path: Path
+) -> None:
+    payload = (fixtures / "eks-subscription.concat.json").read_bytes()
+    cut = payload.index(b'{"messageType"', 10)
+    bad = b'{"messageType":"DATA_MESSAGE","logEvents":[{"id":1,,"message":"x"}]}'
+    broken = payload[:cut] + bad + payload[cut:]
+    p = tmp_path / "firehose"
+    p.write_bytes(gzip.compress(broken))
+    result, _ = read(p)
+    assert result.events_read == 3
+    assert [c.kind for c in result.caveats].count("malformed-document") == 1
 
 
 def test_value_stream_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from podmortem.audit.sources.staging import Stager
@@ -28,16 +28,11 @@ class Where:
         return Where(self.line, (*self.location, step), container or self.container, self.depth + 1)
 
 
-class Dispatch(Protocol):
-    def __call__(self, obj: Any, where: Where, ctx: Ctx) -> None: ...
-
-
 @dataclass
 class Ctx:
     file: str
     stager: Stager
     tally: Tally
-    dispatch: Dispatch
 
     def caveat(self, kind: str, message: str, where: Where, **details: Any) -> None:
         self.tally.caveat(kind, message, self.file, where.location, **details)

@@ -10,6 +10,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -175,8 +176,11 @@ def iter_values(stream: IO[bytes], max_value: int = MAX_DOCUMENT) -> Iterator[Va
             try:
                 value, end = decoder.raw_decode(r.buf, r.pos)
             except json.JSONDecodeError as exc:
-                # At the end of the buffer: the value may simply continue in the next chunk.
-                if not r.eof and len(r.buf) - r.pos <= max_value:
+                # The value may simply continue in the next chunk: read on, unless the error
+                # sits before the end of what is buffered (then it is malformed, and reading
+                # on would only hold the rest of the file in memory).
+                incomplete = exc.pos >= len(r.buf) - 1 or exc.msg.startswith("Unterminated")
+                if incomplete and not r.eof and len(r.buf) - r.pos <= max_value:
                     r.fill()
                     continue
                 reason = (
@@ -185,14 +189,39 @@ def iter_values(stream: IO[bytes], max_value: int = MAX_DOCUMENT) -> Iterator[Va
                     else f"malformed JSON: {exc.msg}"
                 )
                 yield Value(index + 1, start, error=reason, in_array=in_array)
-                return
+                index += 1
+                if not _resync(r, in_array):
+                    return
+                break
             except RecursionError:
                 yield Value(index + 1, start, error="JSON nested too deeply", in_array=in_array)
                 return
+            index += 1
+            r.pos = end
+            yield Value(index, start, value=value, in_array=in_array)
             break
-        index += 1
-        r.pos = end
-        yield Value(index, start, value=value, in_array=in_array)
+
+
+# Where the next value starts after a broken one: objects back to back ("}{") or on the next
+# line, or the next element of an array ("}, {").
+_NEXT_OBJECT = re.compile(r'\}\s*(\{\s*")')
+_NEXT_ELEMENT = re.compile(r'\}\s*,\s*(\{\s*")')
+
+
+def _resync(r: _Reader, in_array: bool) -> bool:
+    """Skip past a malformed value to the start of the next one (bounded by the reader's
+    limit); False when there is none."""
+    rx = _NEXT_ELEMENT if in_array else _NEXT_OBJECT
+    while True:
+        m = rx.search(r.buf, r.pos + 1)
+        if m:
+            r.pos = m.start(1)
+            return True
+        if r.eof:
+            return False
+        # keep only a short tail: the boundary may straddle two chunks
+        r.pos = max(r.pos, len(r.buf) - 64)
+        r.fill()
 
 
 class _NoAliasLoader(yaml.SafeLoader):

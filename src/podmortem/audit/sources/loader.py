@@ -1,8 +1,17 @@
 """Read every input into the normalized ``audit_events`` table.
 
-Native JSONL (the bulk of any self-managed cluster's evidence) is loaded by DuckDB's JSON
-reader straight from the file; anything DuckDB rejects, and every cloud envelope, goes
-through the Python readers, which stage native-shaped events for the same SQL mapping.
+For each file: peel compression (magic bytes), sniff the framing and the record shape from
+the content (:mod:`.detect`), then
+
+- the *columnar route* when the shape is one DuckDB can read at speed (native JSONL, AKS
+  blob lines and records documents, GKE entry lines and arrays, EKS subscription payloads
+  and filter-log-events pages; :mod:`.columnar`, :mod:`.mapping`): DuckDB reads the file
+  itself; records of any other shape in it (the residue) are deleted and re-read below;
+- the *Python route* for everything else, for files DuckDB refuses, and for the residue:
+  the readers of :mod:`.native`, :mod:`.eks`, :mod:`.aks`, :mod:`.gke` (dispatched by
+  :mod:`.classify`) salvage, report and count, and stage native-shaped events that DuckDB
+  loads through the same SQL mapping (:mod:`.staging`).
+
 Afterwards events are deduplicated on (auditID, stage), keeping the first seen.
 """
 
@@ -179,7 +188,7 @@ def _read_file(  # noqa: PLR0917 - internal, called once
     native_fast: bool,
 ) -> None:
     stager.begin(f.name)
-    ctx = Ctx(file=f.name, stager=stager, tally=tally, dispatch=dispatch)
+    ctx = Ctx(file=f.name, stager=stager, tally=tally)
     found: list[str] = []
     head = b""
     try:
@@ -392,7 +401,7 @@ def _documents(
         if v.error is not None:
             ctx.caveat(
                 "malformed-document",
-                f"{v.error}; the rest of this file is unreadable",
+                f"{v.error}; reading resumes at the next value found, if any",
                 where,
                 offset=v.offset,
             )
