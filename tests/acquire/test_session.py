@@ -59,6 +59,9 @@ def test_planted_state_found_and_case_verifies(
         "acquire.ram-backed-file",
     } <= rules
     assert "acquire.hidden-process" not in rules  # the real ps sees everything
+    secrets = [f for f in doc["findings"] if f["rule_id"] == "acquire.secret-in-environment"]
+    # Inherited by every process of the tree, reported once with all holders.
+    assert len(secrets) == 1 and len(secrets[0]["extra"]["pids"]) >= 3
     nc = [p for p in doc["processes"] if p["exe_deleted"]]
     assert len(nc) == 1 and nc[0]["cmdline"][1:4] == ["-ll", "-p", str(PORT)]
     assert (

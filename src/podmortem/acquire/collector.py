@@ -8,6 +8,7 @@ commands; a checkpoint only with ``--checkpoint`` and always leave-running).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -357,6 +358,9 @@ class TargetCollector:
 
     def _environments(self) -> None:
         envs: dict[str, Any] = {}
+        # One finding per variable and value: children inherit their parent's environment,
+        # and twenty processes holding the same token are one exposure, not twenty.
+        seen: dict[tuple[str, str], tuple[str, list[int]]] = {}
         for p in self.r.processes:
             try:
                 env, truncated = procfs.read_environ(p.pid, self.proc)
@@ -367,19 +371,21 @@ class TargetCollector:
             for k, v in env.items():
                 why = indicators.secret_reason(k, v)
                 if why:
-                    self.r.findings.append(
-                        indicators.finding(
-                            "secret-in-environment",
-                            f"{self.r.target} pid {p.pid} ${k}",
-                            summary=f"Environment variable {k} of pid {p.pid} ({p.name}) looks "
-                            "like a "
-                            f"credential ({why}); its value is in the sensitive environ "
-                            "artifact.",
-                            evidence=(f"{self.prefix}/t1/environ.json",),
-                            location=(f"pid {p.pid}", "environ", k),
-                            extra={"pid": p.pid, "variable": k, "reason": why},
-                        )
-                    )
+                    key = (k, hashlib.sha256(v.encode("utf-8", "surrogatepass")).hexdigest())
+                    seen.setdefault(key, (why, []))[1].append(p.pid)
+        for (k, _digest), (why, pids) in seen.items():
+            self.r.findings.append(
+                indicators.finding(
+                    "secret-in-environment",
+                    f"{self.r.target} ${k}",
+                    summary=f"Environment variable {k} looks like a credential ({why}); held "
+                    f"by pid(s) {', '.join(map(str, pids[:20]))}. Its value is in the "
+                    "sensitive environ artifact, not here.",
+                    evidence=(f"{self.prefix}/t1/environ.json",),
+                    location=("environ", k),
+                    extra={"pids": pids, "variable": k, "reason": why},
+                )
+            )
         self._put(
             "t1/environ.json",
             envs,
