@@ -274,3 +274,27 @@ def test_cri_checkpoint_falls_back_to_containerd_task_checkpoint(
         assert any("checkpoint" in x["message"] for x in doc["caveats"])
     assert cri_client.container_status(pod.container_id).state == "CONTAINER_RUNNING"
     assert verify_case(tmp_path / "case").ok
+
+
+TROJANED_PS = (
+    "mkdir /tmp/hideme && cp /bin/busybox /tmp/hideme/sleep && /tmp/hideme/sleep 3000 & "
+    "rm /bin/ps; "
+    "printf '#!/bin/sh\\n/bin/busybox ps \"$@\" | /bin/busybox grep -v hideme\\n' > /bin/ps; "
+    "chmod +x /bin/ps; touch /tmp/.planted; exec sleep 3600"
+)
+
+
+def test_process_hidden_by_a_trojaned_ps_on_docker(
+    make_docker_container: Callable[..., Any], engine_endpoints: Any, tmp_path: Path
+) -> None:
+    c = make_docker_container(command=["sh", "-c", TROJANED_PS])
+    _wait_planted(c)
+    doc = _acquire(tmp_path, [f"docker://{c.name}"], engine_endpoints)
+    hidden = [f for f in doc["findings"] if f["rule_id"] == "acquire.hidden-process"]
+    assert len(hidden) == 1, doc["findings"]
+    proc = next(p for p in doc["processes"] if p["pid"] == hidden[0]["extra"]["host_pid"])
+    assert proc["cmdline"] == ["/tmp/hideme/sleep", "3000"]
+    # The container's own ps really did leave it out.
+    ps = next(a for a in doc["artifacts"] if a["path"].endswith("in-container/ps.txt"))
+    text = (tmp_path / "case" / ps["path"]).read_text()
+    assert "sleep 3600" in text and "hideme" not in text
