@@ -4,11 +4,14 @@ One command, one run::
 
     .venv/bin/python benchmarks/audit_pivots.py [--events 1000000] [--data DIR] [--repeat 3]
 
-1. Writes ``--events`` native audit events with ``benchmarks/gen_audit.py`` and appends the
-   attack scenario of ``tests/audit/scenarios.py`` (so there are needles to find: the stolen
-   token, the secret it read), or reuses ``--data`` (a folder holding ``native.jsonl``).
+1. Writes ``--events`` native audit events with ``benchmarks/gen_audit.py`` (by default a
+   tenth of them, repeated ten times with unique auditIDs, one day apart: generating a
+   million distinct events takes minutes, repeating them seconds) and appends the attack
+   scenario of ``tests/audit/scenarios.py`` (needles to find: the stolen token, the
+   secret it read), or reuses ``--data`` (a folder holding ``native.jsonl``).
 2. Loads them into a DuckDB file the way ``podmortem audit analyze --case`` fills the case's
-   ``index.duckdb`` (``audit.sources.load``, raw records not kept: pivots never read them).
+   ``index.duckdb``: ``audit.sources.load`` (raw records not kept: pivots never read them)
+   and ``reconstruct(persist=True)``, which keeps the request table for the pivots.
 3. Times, each in a fresh read-only connection, ``--repeat`` times (median and worst):
    - floor: a bare ``SELECT count(*)`` of the table, and a one-column scan
      (``count(*) WHERE username = ?``): what any pivot must at least pay;
@@ -51,15 +54,46 @@ from podmortem.audit.sources import load  # noqa: E402
 STOLEN = "system:serviceaccount:shop:web"
 
 
-def _data(folder: Path, events: int) -> tuple[Path, float]:
+def _scenario_file(folder: Path) -> Path:
+    path = folder / "scenario.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(ev, separators=(",", ":")) + "\n"
+            for ev in scenarios.story_events("attack", "native")
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _data(folder: Path, events: int, replicas: int) -> tuple[Path, float]:
+    """The JSONL the peers read: ``events`` generated events, or ``events / replicas``
+    generated and repeated ``replicas`` times (auditIDs made unique, each copy moved to
+    the next day): the same volume and mix, written in seconds instead of minutes. The
+    scenario follows, once."""
     path = folder / "native.jsonl"
     if path.exists():
         return path, 0.0
     t = time.perf_counter()
-    gen_audit.write_native(path, events)
-    with path.open("a", encoding="utf-8") as fh:
-        for ev in scenarios.story_events("attack", "native"):
-            fh.write(json.dumps(ev, separators=(",", ":")) + "\n")
+    if replicas <= 1:
+        gen_audit.write_native(path, events)
+    else:
+        base = folder / "base.jsonl"
+        gen_audit.write_native(base, events // replicas)
+        lines = base.read_bytes().splitlines(keepends=True)
+        with path.open("wb") as out:
+            for k in range(replicas):
+                day = f'"2024-05-{k + 1:02d}T'.encode()
+                rid = f'"auditID":"r{k}-'.encode()
+                out.write(
+                    b"".join(
+                        ln.replace(b'"auditID":"', rid).replace(b'"2024-05-01T', day)
+                        for ln in lines
+                    )
+                )
+        base.unlink()
+    with path.open("ab") as out:
+        out.write(_scenario_file(folder).read_bytes())
     return path, time.perf_counter() - t
 
 
@@ -113,10 +147,18 @@ def _peer(cmd: list[str], *, counts: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--data", type=Path, help="reuse (or create) this folder")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--replicas",
+        type=int,
+        default=10,
+        help="generate events/N distinct events and repeat them N times (1: generate all)",
+    )
     ap.add_argument("--no-peer", action="store_true")
     args = ap.parse_args()
     tmp = None
@@ -127,7 +169,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     try:
-        jsonl, t_gen = _data(folder, args.events)
+        jsonl, t_gen = _data(folder, args.events, args.replicas)
         idx, t_load, n = _index(folder, jsonl)
         busy_actor, busy_obj = _busiest(idx)
         rows: list[dict[str, Any]] = []
@@ -135,48 +177,137 @@ def main() -> None:
         def add(what: str, kind: str, r: dict[str, Any]) -> None:
             rows.append({"what": what, "kind": kind, **r})
 
-        add("SELECT count(*)", "floor",
-            _timed(idx, args.repeat, lambda c: c.execute("SELECT count(*) FROM audit_events").fetchone()[0]))
-        add("count(*) WHERE username = ?", "floor",
-            _timed(idx, args.repeat, lambda c: c.execute(
-                "SELECT count(*) FROM audit_events WHERE username = ?", [STOLEN]).fetchone()[0]))
-        add(f"actor {STOLEN}", "pivot",
-            _timed(idx, args.repeat, lambda c: pivots.actor(c, STOLEN).requests_total))
-        add(f"actor {busy_actor} (busiest)", "pivot",
-            _timed(idx, args.repeat, lambda c: pivots.actor(c, busy_actor).requests_total))
-        add("object shop/secrets/payments-db", "pivot",
-            _timed(idx, args.repeat, lambda c: pivots.object_(c, "shop/secrets/payments-db").requests_total))
-        add(f"object {busy_obj} (busiest)", "pivot",
-            _timed(idx, args.repeat, lambda c: pivots.object_(c, busy_obj).requests_total))
-        add(f"credential {scenarios.WEB_JTI[:16]}...", "pivot",
-            _timed(idx, args.repeat, lambda c: len(pivots.credential(c, scenarios.WEB_JTI).credentials)))
+        add(
+            "SELECT count(*)",
+            "floor",
+            _timed(
+                idx,
+                args.repeat,
+                lambda c: c.execute("SELECT count(*) FROM audit_events").fetchone()[0],
+            ),
+        )
+        add(
+            "count(*) WHERE username = ?",
+            "floor",
+            _timed(
+                idx,
+                args.repeat,
+                lambda c: c.execute(
+                    "SELECT count(*) FROM audit_events WHERE username = ?", [STOLEN]
+                ).fetchone()[0],
+            ),
+        )
+        add(
+            f"actor {STOLEN}",
+            "pivot",
+            _timed(idx, args.repeat, lambda c: pivots.actor(c, STOLEN).requests_total),
+        )
+        add(
+            f"actor {busy_actor} (busiest)",
+            "pivot",
+            _timed(idx, args.repeat, lambda c: pivots.actor(c, busy_actor).requests_total),
+        )
+        add(
+            "object shop/secrets/payments-db",
+            "pivot",
+            _timed(
+                idx,
+                args.repeat,
+                lambda c: pivots.object_(c, "shop/secrets/payments-db").requests_total,
+            ),
+        )
+        add(
+            f"object {busy_obj} (busiest)",
+            "pivot",
+            _timed(idx, args.repeat, lambda c: pivots.object_(c, busy_obj).requests_total),
+        )
+        add(
+            f"credential {scenarios.WEB_JTI[:16]}...",
+            "pivot",
+            _timed(
+                idx, args.repeat, lambda c: len(pivots.credential(c, scenarios.WEB_JTI).credentials)
+            ),
+        )
         t = time.perf_counter()
         cli = subprocess.run(
-            [sys.executable, "-m", "podmortem", "audit", "actor", STOLEN, "--index", str(idx), "--json"],
-            capture_output=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "podmortem",
+                "audit",
+                "actor",
+                STOLEN,
+                "--index",
+                str(idx),
+                "--json",
+            ],
+            capture_output=True,
+            check=False,
         )
         dt = time.perf_counter() - t
-        add("CLI: podmortem audit actor (process)", "pivot",
-            {"median_s": dt, "max_s": dt, "answer": json.loads(cli.stdout)["requests_total"] if cli.returncode == 0 else cli.stderr.decode()[-200:]})
+        add(
+            "CLI: podmortem audit actor (process)",
+            "pivot",
+            {
+                "median_s": dt,
+                "max_s": dt,
+                "answer": json.loads(cli.stdout)["requests_total"]
+                if cli.returncode == 0
+                else cli.stderr.decode()[-200:],
+            },
+        )
         if not args.no_peer:
             if shutil.which("jq"):
-                add(f"jq select(.user.username == {STOLEN})", "peer",
-                    _peer(["jq", "-c", f'select(.user.username == "{STOLEN}")', str(jsonl)], counts=False))
-            add("grep -F -c (text search, no parsing)", "peer",
-                _peer(["grep", "-F", "-c", f'"username":"{STOLEN}"', str(jsonl)], counts=True))
+                add(
+                    f"jq select(.user.username == {STOLEN})",
+                    "peer",
+                    _peer(
+                        ["jq", "-c", f'select(.user.username == "{STOLEN}")', str(jsonl)],
+                        counts=False,
+                    ),
+                )
+            add(
+                "grep -F -c (text search, no parsing)",
+                "peer",
+                _peer(["grep", "-F", "-c", f'"username":"{STOLEN}"', str(jsonl)], counts=True),
+            )
         load_after = os.getloadavg()
-        print(f"\nPivots over {n:,} audit events ({os.cpu_count()} CPUs, load {load_before[0]:.1f}"
-              f" -> {load_after[0]:.1f}); data generated in {t_gen:.1f}s, index built in {t_load:.1f}s")
+        print(
+            f"\nPivots over {n:,} audit events ({os.cpu_count()} CPUs, load"
+            f" {load_before[0]:.1f} -> {load_after[0]:.1f}); data generated in {t_gen:.1f}s,"
+            f" index built in {t_load:.1f}s"
+        )
         print(f"{'kind':6} {'what':58} {'median':>9} {'worst':>9}  answer")
         for r in rows:
-            print(f"{r['kind']:6} {r['what'][:58]:58} {r['median_s']:9.3f} {r['max_s']:9.3f}  {r['answer']}")
-        slowest = max(r["max_s"] for r in rows if r["kind"] == "pivot" and not r["what"].startswith("CLI"))
-        print(f"slowest library pivot: {slowest:.3f}s ({'under' if slowest < 1 else 'OVER'} one second)")
+            print(
+                f"{r['kind']:6} {r['what'][:58]:58} {r['median_s']:9.3f}"
+                f" {r['max_s']:9.3f}  {r['answer']}"
+            )
+        slowest = max(
+            r["max_s"] for r in rows if r["kind"] == "pivot" and not r["what"].startswith("CLI")
+        )
+        verdict = "under" if slowest < 1 else "OVER"
+        print(f"slowest library pivot: {slowest:.3f}s ({verdict} one second)")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps({
-            "events": n, "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
-            "generate_s": t_gen, "index_s": t_load, "rows": rows, "slowest_pivot_s": slowest,
-        }, indent=2, default=str) + "\n", encoding="utf-8")
+        RESULTS.write_text(
+            json.dumps(
+                {
+                    "events": n,
+                    "cpus": os.cpu_count(),
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "generate_s": t_gen,
+                    "index_s": t_load,
+                    "replicas": args.replicas,
+                    "rows": rows,
+                    "slowest_pivot_s": slowest,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         print(f"JSON written to {RESULTS.relative_to(REPO)}")
     finally:
         if tmp:

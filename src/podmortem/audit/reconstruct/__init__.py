@@ -41,6 +41,7 @@ class Reconstruction:
     requests: int = 0
     graph: IdentityGraph = field(default_factory=IdentityGraph)
     credentials: list[CredentialChain] = field(default_factory=list)
+    credential_stats: dict[str, int] = field(default_factory=dict)
     sessions: list[Session] = field(default_factory=list)
     sessions_total: int = 0
     narrative: Narrative = field(default_factory=Narrative)
@@ -72,6 +73,7 @@ class Reconstruction:
             "actors": [a.to_dict() for a in self.graph.actors],
             "identity_graph": self.graph.to_dict(),
             "credentials": [c.to_dict() for c in self.credentials],
+            "credential_stats": {**self.credential_stats, "reported": len(self.credentials)},
             "sessions": [s.to_dict() for s in self.sessions],
             "sessions_total": self.sessions_total,
             "narrative": self.narrative.to_dict(),
@@ -104,7 +106,7 @@ def reconstruct(
     where = origins.learn(con, table, use_saved=False)
     if persist:
         origins.save(con, where)
-    rec.credentials = credentials.follow(con, table, origins=where)
+    rec.credentials = credentials.follow(con, table, origins=where, stats=rec.credential_stats)
     rec.seconds["credentials"] = clock() - t
     t = clock()
     found, truncated = identity.actors(con, table)

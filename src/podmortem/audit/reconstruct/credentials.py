@@ -37,7 +37,8 @@ from podmortem.audit.reconstruct.requests import REQUESTS
 
 SA_PREFIX = "system:serviceaccount:"
 MAX_IDS = 50  # audit IDs kept per use group; the count is always exact
-MAX_CHAINS = 2000
+MAX_CHAINS = 2000  # chains reported, misused first
+MAX_FOLLOW = 20_000  # credentials judged one by one; above, screened in SQL first
 LONG_LIVED_S = 86_400
 
 
@@ -255,17 +256,29 @@ def follow(
     *,
     origins: Origins | None = None,
     only: str | Sequence[str] | None = None,
+    stats: dict[str, int] | None = None,
 ) -> list[CredentialChain]:
     """Link TokenRequests to uses and judge every use of a bound token against its binding.
 
     ``only`` restricts the work to some credential IDs (or, for logs without IDs,
-    service-account usernames): what ``podmortem audit credential`` asks.
+    service-account usernames): what ``podmortem audit credential`` asks. ``stats``, if
+    given, receives how many credentials the log holds and how many were followed.
     """
     wanted = [only] if isinstance(only, str) else list(only) if only is not None else None
-    if wanted is None:
-        where, params = "credential_id IS NOT NULL", []
+    screened = _screen(con, requests) if wanted is None else None
+    if stats is not None and screened is not None:
+        stats["credentials_total"], stats["credentials_followed"] = (
+            screened[0],
+            (len(screened[1]) if screened[1] is not None else screened[0]),
+        )
+    if screened is not None and screened[1] is not None:
+        where, params = "credential_id IN (SELECT unnest(?::VARCHAR[]))", [screened[1]]
         sa_where = f"credential_id IS NULL AND actor LIKE '{SA_PREFIX}%'"
         sa_params: list[object] = []
+    elif wanted is None:
+        where, params = "credential_id IS NOT NULL", []
+        sa_where = f"credential_id IS NULL AND actor LIKE '{SA_PREFIX}%'"
+        sa_params = []
     else:
         where, params = "credential_id IN (SELECT unnest(?::VARCHAR[]))", [wanted]
         sa_where = "credential_id IS NULL AND actor IN (SELECT unnest(?::VARCHAR[]))"
@@ -316,6 +329,45 @@ def follow(
         ),
     )
     return ordered[:MAX_CHAINS]
+
+
+# Not globally routable, by prefix (the screen runs in SQL over every credential; the
+# exact test, is_public(), runs on what it keeps).
+_PRIVATE = (
+    r"^(10\.|127\.|169\.254\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\."
+    r"|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.|::1$|f[cd]|fe80:)"
+)
+
+
+def _screen(con: duckdb.DuckDBPyConnection, requests: str) -> tuple[int, list[str] | None]:
+    """Bound the Python work on logs with very many credentials (every pod's token rotates
+    hourly). Above ``MAX_FOLLOW`` credentials, only those that could show misuse are
+    followed: used from more than one address, from a public address, or issued in this
+    log. A token used only from one private address is left out; if that address is
+    another pod's, its theft inside the cluster is missed, and the count of credentials
+    left out is reported."""
+    row = con.execute(
+        f"SELECT count(DISTINCT credential_id) FROM {requests} WHERE credential_id IS NOT NULL"
+    ).fetchone()
+    total = int(row[0]) if row else 0
+    if total <= MAX_FOLLOW:
+        return total, None
+    keep = [
+        str(r[0])
+        for r in con.execute(
+            f"""
+            SELECT credential_id FROM {requests} WHERE credential_id IS NOT NULL
+            GROUP BY credential_id
+            HAVING count(DISTINCT client_ip) > 1
+                OR bool_or(NOT regexp_matches(coalesce(client_ip, ''), ?))
+            UNION
+            SELECT issued_credential FROM {requests} WHERE issued_credential IS NOT NULL
+            LIMIT {MAX_FOLLOW}
+            """,
+            [_PRIVATE],
+        ).fetchall()
+    ]
+    return total, keep
 
 
 def _split_pod(pod: str | None) -> tuple[str, str]:

@@ -95,28 +95,73 @@ def select_requests(
     as filtering after; pivots rely on this to touch only the rows they need.
     """
     policy = policy or ActorPolicy.default_policy()
+    extra_paths = ", ".join(
+        sql_string(f"$.{_q(k)}") for k in (EXTRA_CREDENTIAL, EXTRA_POD, EXTRA_NODE)
+    )
+    # Deduplicate first, on plain columns; then parse each JSON document once (one
+    # json_extract with several paths) and classify each distinct (user, groups) once, not
+    # each of a million rows.
     return f"""
-    SELECT rowid AS row_id,
-           coalesce(audit_id, event_key) AS rid,
+    WITH d0 AS (
+        SELECT rowid AS row_id, coalesce(audit_id, event_key) AS rid0, {_COLUMNS}
+        FROM "{table}" WHERE {where}
+    ), multi AS (
+        SELECT rid0 FROM d0 GROUP BY rid0 HAVING count(*) > 1
+    ), d AS (
+        -- Most requests have one event; only those with several stages need ranking (a
+        -- window over a million one-row partitions is the slowest step otherwise).
+        SELECT * FROM d0 WHERE NOT EXISTS (SELECT 1 FROM multi m WHERE m.rid0 = d0.rid0)
+        UNION ALL
+        (SELECT * FROM d0 WHERE rid0 IN (SELECT rid0 FROM multi)
+         QUALIFY row_number() OVER (PARTITION BY rid0
+                                    ORDER BY {stage_rank()}, {event_time()}, row_id) = 1)
+    ), who AS (
+        SELECT username AS ku, user_groups AS kg, {policy.sql()} AS cls
+        FROM (SELECT DISTINCT username, user_groups FROM d)
+    ), x AS (
+        SELECT d.*, json_extract(user_extra, [{extra_paths}]) AS ex FROM d
+    )
+    SELECT row_id,
+           rid0 AS rid,
            {event_time()} AS ts,
            request_received IS NOT NULL AS received,
            coalesce(username, '') AS actor,
-           {policy.sql()} AS actor_class,
+           who.cls AS actor_class,
            {client_ip()} AS client_ip,
            source_ips, user_agent, user_uid, user_groups, verb, stage, level,
            obj_resource, obj_subresource, obj_namespace, obj_name, obj_api_group, request_uri,
            response_code, exec_command, exec_container, provider, cluster,
            source_file, source_line, truncated,
-           {json_value("user_extra", EXTRA_CREDENTIAL)} AS credential_id,
-           {json_value("user_extra", EXTRA_POD)} AS bound_pod,
-           {json_value("user_extra", EXTRA_NODE)} AS bound_node,
+           {_first_string("ex[1]")} AS credential_id,
+           {_first_string("ex[2]")} AS bound_pod,
+           {_first_string("ex[3]")} AS bound_node,
            {json_value("annotations", ISSUED_CREDENTIAL)} AS issued_credential,
            json_extract_string(impersonated_user, '$.username') AS impersonated
-    FROM "{table}"
-    WHERE {where}
-    QUALIFY row_number() OVER (PARTITION BY coalesce(audit_id, event_key)
-                               ORDER BY {stage_rank()}, {event_time()}, rowid) = 1
+    FROM x LEFT JOIN who ON who.ku IS NOT DISTINCT FROM x.username
+                        AND who.kg IS NOT DISTINCT FROM x.user_groups
     """
+
+
+# The event columns a request row is made from (never ``raw`` and the bodies: a CTE used
+# twice is materialised, and those are most of the bytes).
+_COLUMNS = ", ".join(
+    (
+        "audit_id", "event_key", "stage", "level", "verb", "request_uri", "username",
+        "user_uid", "user_groups", "user_extra", "impersonated_user", "source_ips",
+        "user_agent", "obj_resource", "obj_subresource", "obj_namespace", "obj_name",
+        "obj_api_group", "response_code", "annotations", "request_received",
+        "stage_timestamp", "exec_command", "exec_container", "truncated", "provider",
+        "cluster", "source_file", "source_line",
+    )
+)
+
+
+def _first_string(value: str) -> str:
+    """First string of an extracted JSON value: a list's first element or a plain string."""
+    return (
+        f"(CASE json_type({value}) WHEN 'ARRAY' THEN json_extract_string({value}, '$[0]') "
+        f"WHEN 'VARCHAR' THEN json_extract_string({value}, '$') END)"
+    )
 
 
 def check_table(table: str) -> str:
@@ -142,7 +187,7 @@ def materialize(
     check_table(table)
     sql = select_requests(table, policy=policy)
     if persist:
-        con.execute(f"CREATE OR REPLACE TABLE main.{REQUESTS} AS {sql} ORDER BY actor, ts, rid")
+        con.execute(f"CREATE OR REPLACE TABLE main.{REQUESTS} AS {sql}")
         con.execute(f"DROP TABLE IF EXISTS temp.{REQUESTS}")
         events, max_rowid = _shape(con, table)
         con.execute(
