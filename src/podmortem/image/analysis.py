@@ -35,11 +35,15 @@ class _Inspector:
         self.captured: dict[str, tuple[Entry, bytes]] = {}
         self.capture_skipped: list[str] = []
         self.captured_bytes = 0
+        self._planned: tuple[Entry | None, bool] = (None, False)
+
+    def _captures(self, entry: Entry) -> bool:
+        return entry.path in self.ind.account_files or CAPTURE.match(entry.path) is not None
 
     def plan(self, entry: Entry) -> Plan:
-        capture = self.limits.capture_bytes if CAPTURE.match(entry.path) else 0
-        if entry.path in self.ind.account_files:
-            capture = self.limits.capture_bytes
+        wanted = self._captures(entry)
+        self._planned = (entry, wanted)  # visit() of the same file follows
+        capture = self.limits.capture_bytes if wanted else 0
         head = self.limits.scan_head_bytes if self.ind.wants_content(entry) else 0
         yara = self.limits.yara_max_bytes if self.yara else 0
         return Plan(head=head, capture=capture, yara=yara, needles=self.ind.needles_for(entry))
@@ -51,7 +55,9 @@ class _Inspector:
         self.ind.scan_entry(entry, head, self.notes)
         if entry.kind != "file":
             return
-        if CAPTURE.match(entry.path) or entry.path in self.ind.account_files:
+        planned = self._planned
+        wanted = planned[1] if planned[0] is entry else self._captures(entry)
+        if wanted:
             prev = self.captured.get(entry.path)
             total = self.captured_bytes + len(data) - (len(prev[1]) if prev else 0)
             if complete and total <= self.limits.capture_total_bytes:

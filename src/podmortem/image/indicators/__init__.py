@@ -123,7 +123,9 @@ class PathMatcher:
             int(str(p.get("mode_any") or 0), 0),
         )
 
-    def match(self, entry: Entry, types: set[str]) -> bool:
+    def match(self, entry: Entry, types: set[str], any_path: bool = True) -> bool:
+        """``any_path``: whether the union of all path rules' globs matched (a prefilter:
+        one regex per file instead of one per rule)."""
         # cheapest tests first: this runs for every member of every layer
         if entry.kind not in self.entry_kinds:
             return False
@@ -131,7 +133,7 @@ class PathMatcher:
             return False
         if self.mode_any and not entry.mode & self.mode_any:
             return False
-        if self.paths is not None and not self.paths.match(entry.path):
+        if self.paths is not None and (not any_path or not self.paths.match(entry.path)):
             return False
         if self.exclude is not None and self.exclude.match(entry.path):
             return False
@@ -329,6 +331,9 @@ class Indicators:
             p for c in self.content for p in c.rule.params.get("paths") or ()
         )
         self._content_types = frozenset(t for c in self.content for t in c.file_types)
+        self._path_globs = compile_globs(
+            p for m in self.path for p in m.rule.params.get("paths") or ()
+        )
         self.stream_needles: tuple[bytes, ...] = tuple(
             dict.fromkeys(n for c in self.content if c.whole_executables for n in c.needles)
         )
@@ -367,8 +372,9 @@ class Indicators:
                 )
             )
 
+        any_path = self._path_globs is not None and bool(self._path_globs.match(entry.path))
         for pm in self.path:
-            if pm.match(entry, types):
+            if pm.match(entry, types, any_path):
                 add(pm.rule, f"{pm.rule.title}: {entry.path}", (f"mode {entry.mode:04o}",))
         if entry.kind != "file" or not data:
             return hits
