@@ -266,6 +266,8 @@ def _findings(
         if h.entry is not None and isinstance(h.entry, Entry):
             h.hidden_by = h.entry.hidden_by
             h.hidden_how = h.entry.hidden_how
+            # big files are hashed on a helper thread: their digest exists only now
+            h.sha256 = h.entry.sha256 or h.sha256
         if with_base and h.layer is not None:
             h.extra["attributed_to"] = "base" if h.layer < base_layers else "derived"
         k = h.key()

@@ -13,7 +13,7 @@ import hashlib
 import posixpath
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from podmortem.image.catalog import Notes
 from podmortem.image.limits import Limits
@@ -22,6 +22,7 @@ from podmortem.image.stream import (
     BoundedReader,
     CorruptStream,
     DecompressionBomb,
+    FileHasher,
     HashingReader,
     Readable,
     open_layer,
@@ -161,6 +162,8 @@ def read_layer(
         tar_reader = BoundedReader(tar_src, allowance)
     budget = limits.max_members if member_budget is None else member_budget
     hashed_fully = False
+    hasher = FileHasher()
+    links: list[tuple[Entry, Entry]] = []
     try:
         if compression not in ("gzip", "zstd", "tar", "empty"):
             notes.hit(
@@ -178,6 +181,8 @@ def read_layer(
                 inspector,
                 deadline,
                 budget,
+                hasher,
+                links,
             )
         _drain(tar_reader)
         _drain(blob)
@@ -195,6 +200,10 @@ def read_layer(
         notes.hit("image.archive.corrupt_layer", f"layer {idx}: {exc}", layer=idx)
     finally:
         counter.summarise()
+        hasher.close()
+        # hardlinks share their target's content: its digests are known only now
+        for entry, src in links:
+            entry.sha256, entry.md5, entry.sha1 = src.sha256, src.md5, src.sha1
     if not hashed_fully:
         _drain(blob)  # the blob digest still covers every stored byte
     digest = "sha256:" + blob.hash.hexdigest()
@@ -227,6 +236,8 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
     inspector: Inspector | None,
     deadline: float | None,
     budget: int,
+    hasher: FileHasher,
+    links: list[tuple[Entry, Entry]],
 ) -> bool:
     seen: dict[str, Entry] = {}
     walker.verify_all = limits.verify_all_digests
@@ -347,7 +358,7 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
                         evidence=(repr(m.linkname[:300]),),
                     )
                 else:
-                    entry.sha256, entry.md5, entry.sha1 = src.sha256, src.md5, src.sha1
+                    links.append((entry, src))
                     entry.is_elf, entry.is_script = src.is_elf, src.is_script
                     entry.is_text = src.is_text
                     entry.needles_found = src.needles_found
@@ -359,7 +370,7 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
                     " covers the stored data only",
                 )
             if entry.kind == "file":
-                _hash_file(walker, entry, inspector)
+                _hash_file(walker, entry, inspector, hasher)
             elif inspector:
                 inspector.visit(entry, b"", True)
             seen[path] = entry
@@ -377,10 +388,16 @@ def _walk(  # noqa: PLR0917 - internal helper of read_layer
     return True
 
 
+# Files at least this big are hashed on the helper thread; smaller ones inline (their
+# updates hold the GIL anyway, and queueing costs more than hashing them).
+OFFLOAD_BYTES = 256 << 10
+
+
 def _hash_file(
     walker: TarWalker,
     entry: Entry,
     inspector: Inspector | None,
+    hasher: FileHasher,
 ) -> None:
     h = hashlib.sha256()
     md5 = sha1 = None
@@ -394,6 +411,8 @@ def _hash_file(
     found: dict[bytes, int] = {}
     carry = b""
     offset = 0
+    offload = entry.size >= OFFLOAD_BYTES
+    hashers: tuple[Any, ...] = (h,)
     for chunk in walker.chunks():
         if first:
             first = False
@@ -407,11 +426,16 @@ def _hash_file(
                 # them; Limits.verify_all_digests extends the check to every file.
                 md5 = hashlib.md5(usedforsecurity=False)
                 sha1 = hashlib.sha1(usedforsecurity=False)
+                hashers = (h, md5, sha1)
             if inspector:
                 plan = inspector.plan(entry)
                 want = plan.want
                 needles = plan.needles
-        h.update(chunk)
+        if offload:
+            hasher.update(hashers, chunk)
+        else:
+            for x in hashers:
+                x.update(chunk)
         if needles:
             # a needle may straddle two chunks: search the previous chunk's tail with this one
             window = carry + bytes(chunk) if carry else bytes(chunk)
@@ -425,9 +449,6 @@ def _hash_file(
             offset += len(chunk)
             if len(found) == len(needles):
                 needles = ()
-        if md5 is not None and sha1 is not None:
-            md5.update(chunk)
-            sha1.update(chunk)
         if got < want:
             piece = bytes(chunk[: want - got])
             parts.append(piece)
@@ -439,12 +460,19 @@ def _hash_file(
             sha1 = hashlib.sha1(usedforsecurity=False)
         if inspector:
             plan = inspector.plan(entry)
-    entry.sha256 = h.hexdigest()
     if found:
         entry.needles_found = tuple(sorted(found.items(), key=lambda x: x[1]))
-    if md5 is not None and sha1 is not None:
-        entry.md5 = md5.hexdigest()
-        entry.sha1 = sha1.hexdigest()
+
+    def done() -> None:
+        entry.sha256 = h.hexdigest()
+        if md5 is not None and sha1 is not None:
+            entry.md5 = md5.hexdigest()
+            entry.sha1 = sha1.hexdigest()
+
+    if offload:
+        hasher.finish(done)  # entry digests are set when the layer's hashing is drained
+    else:
+        done()
     if inspector:
         data = b"".join(parts)
         inspector.visit(entry, data, complete=len(data) >= entry.size)

@@ -12,7 +12,8 @@ import hashlib
 import queue
 import threading
 import zlib
-from typing import IO, Protocol
+from collections.abc import Callable
+from typing import IO, Any, Protocol
 
 import zstandard
 
@@ -97,6 +98,44 @@ class BackgroundHash:
         if not self._done:
             self._done = True
             self._q.put(self._STOP)
+            self._t.join()
+
+
+class FileHasher:
+    """Hashes the content of big files on a helper thread, in order, while the main thread
+    goes on parsing the tar (hashlib releases the GIL on large updates). ``done`` callbacks
+    run on the helper thread after a file's last chunk; :meth:`close` waits for all."""
+
+    def __init__(self) -> None:
+        self._q: queue.Queue[tuple[tuple[Any, ...], Any, Callable[[], None] | None] | None] = (
+            queue.Queue(maxsize=64)
+        )
+        self._t = threading.Thread(target=self._run, name="podmortem-filehash", daemon=True)
+        self._t.start()
+        self._closed = False
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            hashers, chunk, done = item
+            if done is not None:
+                done()
+                continue
+            for h in hashers:
+                h.update(chunk)
+
+    def update(self, hashers: tuple[Any, ...], chunk: Any) -> None:
+        self._q.put((hashers, chunk, None))
+
+    def finish(self, done: Callable[[], None]) -> None:
+        self._q.put(((), None, done))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._q.put(None)
             self._t.join()
 
 
