@@ -168,3 +168,17 @@ def test_instance_selectors_are_checked_before_any_call() -> None:
     steps = EksSteps(lambda _name: NoCalls())
     with pytest.raises(InputError, match="not an EC2 instance id"):
         steps.resolve(Target("eks", "c", instance="i-../../x"), CallLog(execute=False))
+
+
+def test_refused_resolution_stops_before_any_step(tmp_path: Path) -> None:
+    from podmortem.errors import AcquisitionError
+
+    class Blind(_Refusing):
+        def resolve(self, target: Target, calls: CallLog) -> None:
+            raise ProviderRefused("UnauthorizedOperation", "ec2:DescribeInstances")
+
+    case = Case.init(tmp_path / "c", case_id="X", examiner="e")
+    with pytest.raises(AcquisitionError, match="cannot resolve"):
+        Procedure(Blind(), None, case=case).resolve(Target("eks", "p", instance="i-01234567"))
+    log = (case.root / "custody.jsonl").read_text()
+    assert '"action":"cloud_target_resolved"' in log and "UnauthorizedOperation" in log

@@ -21,7 +21,7 @@ from podmortem.case.custody import read_lines
 from podmortem.cloud.calls import CallLog, ProviderRefused
 from podmortem.cloud.model import Outcome, Phase, Status, StepReport, Target
 from podmortem.cloud.playbook import StepSpec, procedure
-from podmortem.errors import IntegrityError
+from podmortem.errors import AcquisitionError, IntegrityError, PodmortemError
 
 STEP_ACTION = "cloud_step"
 RELEASE_ACTION = "cloud_release"
@@ -81,12 +81,19 @@ class Procedure:
         """Fill in what the selectors imply (pod -> node -> instance, instance -> zone)."""
         calls = CallLog(execute=False)
         error: str | None = None
+        failure: BaseException | None = None
         try:
             if self.kube is not None:
                 self.kube.resolve(target, calls)
             self.cloud.resolve(target, calls)
         except ProviderRefused as exc:
-            error = f"not permitted: {exc}"
+            # Without resolution the target's identity (and its cluster membership) is
+            # unverified: acting on it could change an unrelated machine. Record and stop.
+            error = f"not permitted: {exc}"[:1000]
+            failure = AcquisitionError(f"cannot resolve the target: {error}")
+        except PodmortemError as exc:
+            error = exc.message
+            failure = exc
         if self.case is not None:
             self.case.log_action(
                 RESOLVE_ACTION,
@@ -96,6 +103,8 @@ class Procedure:
                     "error": error,
                 },
             )
+        if failure is not None:
+            raise failure
         return target
 
     # ---------------------------------------------------------------------- run

@@ -90,8 +90,12 @@ class EksSteps:
             cluster = calls.read(
                 "eks", "describe_cluster", eks.describe_cluster, name=target.cluster
             )["cluster"]
-        except ProviderRefused:
-            raise
+        except ProviderRefused as exc:
+            # Not fatal: the steps then do not know about Auto Mode or the cluster security
+            # group (the API refuses what Auto Mode forbids anyway). The instance's cluster
+            # tag below is still checked before anything is touched.
+            target.extra["cluster_unreadable"] = str(exc)[:300]
+            cluster = {}
         except Exception as exc:
             if _code(exc) == "ResourceNotFoundException":
                 raise InputError(f"EKS cluster {target.cluster!r} not found") from exc
