@@ -14,6 +14,9 @@ import duckdb
 from podmortem.findings import Caveat, Provenance
 
 _PROV = Provenance(source="analysis", parser="podmortem.audit.coverage")
+# Absence of reads or bodies says something about the policy only over enough events; a
+# handful of events (a sample, one trace file) has none by chance.
+MIN_EVENTS_FOR_ABSENCE = 50
 
 
 def blind_spots(con: duckdb.DuckDBPyConnection, table: str) -> list[Caveat]:
@@ -44,7 +47,7 @@ def blind_spots(con: duckdb.DuckDBPyConnection, table: str) -> list[Caveat]:
                     " their contents (and secret types) are not in the evidence",
                 )
             )
-        if int(n) and not int(reads):
+        if int(n) >= MIN_EVENTS_FOR_ABSENCE and not int(reads):
             why = {
                 "gke": "GKE Data Access logs (reads) are off by default",
                 "aks": "the AKS kube-audit-admin category drops get and list",
@@ -57,7 +60,7 @@ def blind_spots(con: duckdb.DuckDBPyConnection, table: str) -> list[Caveat]:
                     f" not visible ({why})",
                 )
             )
-        if int(n) and not int(bodies):
+        if int(n) >= MIN_EVENTS_FOR_ABSENCE and not int(bodies):
             out.append(
                 _cav(
                     p,
