@@ -141,3 +141,17 @@ def test_mountinfo_overlay_and_tmpfs() -> None:
     assert ov is not None and ov.upperdir == "/var/lib/d/up dir"
     assert ov.lowerdirs == ("/l/A", "/l/B:x")
     assert [m.mount_point for m in mounts.ram_backed(ms)] == ["/dev/shm"]
+
+
+def test_budget_running_out_inside_a_big_file(overlay: tuple[mounts.Overlay, Path]) -> None:
+    ov, merged = overlay
+    (merged / "big").write_bytes(b"z" * (5 << 20))
+    calls = iter(range(1_000_000))
+    buf = io.BytesIO()
+    cap = writable_layer.capture(ov, buf, should_stop=lambda: next(calls) > 3)
+    big = next(c for c in cap.changes if c.path == "/big")
+    assert big.sha256 is None and "budget ran out" in (big.error or "")
+    assert not cap.complete and cap.cut_files == ["/big"]
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:  # the archive stays well-formed (zero padded)
+        assert tar.getmember("big").size == 5 << 20

@@ -744,6 +744,10 @@ class TargetCollector:
                         w.write(head)
                         while buf := os.read(fd, 1 << 20):
                             w.write(buf)
+                            if self.budget.expired():
+                                w.error = "copy cut: the time budget ran out"
+                                self._caveat(BUDGET_EXHAUSTED, f"copy of {path} was cut")
+                                break
                         w.extra = {"container_path": path}
                 finally:
                     os.close(fd)
@@ -809,6 +813,7 @@ class TargetCollector:
                 "complete": cap.complete,
                 "errors": cap.errors,
                 "not_archived": cap.not_archived,
+                "cut_by_budget": cap.cut_files,
                 "changes": [c.to_dict() for c in cap.changes],
             },
             source="node",

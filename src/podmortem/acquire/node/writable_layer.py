@@ -27,6 +27,7 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+GROWTH_LIMIT = 64 << 20  # bytes read past a file's stat size before giving up on its hash
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
@@ -82,6 +83,7 @@ class LayerCapture:
     # Directories present in a lower layer that the upperdir holds only because something
     # below them changed (overlay "copy-up"); runtimes list them as modified.
     copied_up: list[str] = field(default_factory=list)
+    cut_files: list[str] = field(default_factory=list)  # hashing stopped by the budget
 
 
 class _HashingReader:
@@ -89,22 +91,28 @@ class _HashingReader:
     what the file really held; a file that shrank while we read it is padded with zeros
     and flagged, one that grew is cut at ``size``."""
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, size: int, should_stop: Callable[[], bool]) -> None:
         self.fd = fd
         self.left = size
         self.sha = hashlib.sha256()
         self.short = False
+        self.cut = False  # the budget ran out inside this file: the rest is zeros
+        self.read_bytes = 0
+        self._should_stop = should_stop
 
     def read(self, n: int = -1) -> bytes:
         want = self.left if n < 0 else min(n, self.left)
         if want <= 0:
             return b""
-        buf = os.read(self.fd, want)
+        if not self.cut and self._should_stop():
+            self.cut = True
+        buf = b"" if self.short or self.cut else os.read(self.fd, want)
         if not buf:
-            self.short = True
+            self.short = self.short or not self.cut
             buf = b"\0" * want
         else:
             self.sha.update(buf)
+            self.read_bytes += len(buf)
         self.left -= len(buf)
         return buf
 
@@ -173,7 +181,7 @@ def capture(
             result.changes.append(rec)
         else:
             result.copied_up.append(rec.path)
-        _archive_and_hash(e, rec, tar, result, max_archive_bytes)
+        _archive_and_hash(e, rec, tar, result, max_archive_bytes, should_stop=should_stop)
 
     try:
         _count, complete, errors = walk(root_fd, visit, should_stop=should_stop)
@@ -181,7 +189,7 @@ def capture(
         os.close(root_fd)
         if tar is not None:
             tar.close()
-    result.complete = complete
+    result.complete = complete and not result.cut_files
     result.errors.extend(errors)
     return result
 
@@ -226,6 +234,8 @@ def _archive_and_hash(
     tar: tarfile.TarFile | None,
     result: LayerCapture,
     max_archive_bytes: int,
+    *,
+    should_stop: Callable[[], bool],
 ) -> None:
     kind = file_type(e.st.st_mode)
     if kind == "socket":
@@ -243,7 +253,7 @@ def _archive_and_hash(
         result.errors.append(f"{rec.path}: {exc.strerror}")
         return
     try:
-        reader = _HashingReader(fd, e.st.st_size)
+        reader = _HashingReader(fd, e.st.st_size, should_stop)
         if tar is not None and fits:
             tar.addfile(_tarinfo(e, rec), reader)
             result.archived_bytes += e.st.st_size
@@ -253,11 +263,25 @@ def _archive_and_hash(
                 result.not_archived.append(rec.path)
             while reader.read(1 << 20):
                 pass
+        if reader.cut:
+            # A hash of part of a file is not the file's hash: none is given.
+            rec.error = f"budget ran out after {reader.read_bytes} of {e.st.st_size} bytes"
+            result.cut_files.append(rec.path)
+            return
         # Bytes beyond the size seen at stat time (the file grew) are hashed too, so the
-        # hash is of what the file held when we read it.
-        while buf := os.read(fd, 1 << 20):
+        # hash is of what the file held when we read it; a file that keeps growing (written
+        # as we read) is followed only while the budget and GROWTH_LIMIT allow.
+        grown = 0
+        while grown < GROWTH_LIMIT and (buf := os.read(fd, 1 << 20)):
             reader.sha.update(buf)
+            grown += len(buf)
             rec.error = "file grew while read; archive holds the first st_size bytes"
+            if should_stop():
+                break
+        if grown and (grown >= GROWTH_LIMIT or should_stop()):
+            rec.error = "file kept growing while read; no hash"
+            result.cut_files.append(rec.path)
+            return
         if reader.short:
             rec.error = "file shrank while read; archive padded with zeros"
         rec.sha256 = reader.sha.hexdigest()
