@@ -46,6 +46,16 @@ def text(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
+def lines(data: bytes) -> list[str]:
+    """Split on newline only: ``str.splitlines`` also splits on \\v, \\f, \\x1c-\\x1e,
+    \\x85 and \\u2028, which /proc leaves unescaped inside paths and command names; a
+    hostile name would otherwise forge extra records. A trailing newline adds no line."""
+    out = text(data).split("\n")
+    if out and out[-1] == "":
+        out.pop()
+    return out
+
+
 class Budget:
     """A wall-clock deadline shared by everything in one acquisition (monotonic clock)."""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from podmortem.acquire.bounded import text
+from podmortem.acquire.bounded import lines
 from podmortem.findings import Finding, Provenance, Severity
 
 RULE_PREFIX = "acquire."
@@ -125,7 +125,7 @@ def runtime_scaffolding(runtime: str) -> frozenset[str]:
 def uid0_accounts(passwd: bytes) -> list[str]:
     """Account names other than ``root`` whose uid is 0."""
     out = []
-    for line in text(passwd).splitlines():
+    for line in lines(passwd):
         f = line.split(":")
         if len(f) >= 4 and f[2].strip() == "0" and f[0] != "root":
             out.append(f[0])

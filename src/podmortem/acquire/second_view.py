@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from podmortem.acquire.bounded import text
+from podmortem.acquire.bounded import lines
 
 # Tried in order: procps wants -e for all processes; busybox ps lists all and rejects -e.
 PS_COMMANDS: tuple[tuple[str, ...], ...] = (
@@ -31,7 +31,7 @@ class PsView:
 
 def parse_ps(output: bytes) -> PsView | None:
     """Parse ps output with a header naming a PID column; None if there is no such header."""
-    rows = text(output).splitlines()
+    rows = lines(output)
     view = PsView()
     col = None
     for i, line in enumerate(rows):

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from podmortem.acquire.bounded import read_bounded, text
+from podmortem.acquire.bounded import lines, read_bounded
 
 PROC = Path("/proc")
 CHUNK = 1 << 20
@@ -46,7 +46,7 @@ class Region:
 
 def parse_maps(data: bytes) -> list[Region]:
     out = []
-    for line in text(data).splitlines():
+    for line in lines(data):
         f = line.split(None, 5)
         try:
             lo, hi = (int(x, 16) for x in f[0].split("-"))

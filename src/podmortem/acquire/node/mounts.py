@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from podmortem.acquire.bounded import text
+from podmortem.acquire.bounded import lines
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
 RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
@@ -49,7 +49,7 @@ def _split_super(opts: str) -> dict[str, str]:
 def parse_mountinfo(data: bytes) -> tuple[list[Mount], int]:
     mounts: list[Mount] = []
     bad = 0
-    for line in text(data).splitlines():
+    for line in lines(data):
         head, sep, tail = line.partition(" - ")
         f = head.split()
         t = tail.split(" ", 2)

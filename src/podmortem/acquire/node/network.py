@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from podmortem.acquire.bounded import read_bounded, text
+from podmortem.acquire.bounded import lines, read_bounded
 from podmortem.acquire.node.rootfs import read_in_root
 
 PROC = Path("/proc")
@@ -22,7 +22,7 @@ def _ipv4_le(hexaddr: str) -> str:
 
 def parse_dev(data: bytes) -> list[dict[str, Any]]:
     out = []
-    for line in text(data).splitlines()[2:]:
+    for line in lines(data)[2:]:
         name, sep, rest = line.partition(":")
         f = rest.split()
         if not sep or len(f) < 16:
@@ -41,7 +41,7 @@ def parse_dev(data: bytes) -> list[dict[str, Any]]:
 
 def parse_route(data: bytes) -> list[dict[str, Any]]:
     out = []
-    for line in text(data).splitlines()[1:]:
+    for line in lines(data)[1:]:
         f = line.split()
         try:
             dest, gw, mask = _ipv4_le(f[1]), _ipv4_le(f[2]), _ipv4_le(f[7])
@@ -68,7 +68,7 @@ def _ipv6_plain(hexaddr: str) -> str:
 
 def parse_ipv6_route(data: bytes) -> list[dict[str, Any]]:
     out = []
-    for line in text(data).splitlines():
+    for line in lines(data):
         f = line.split()
         try:
             out.append(
@@ -88,7 +88,7 @@ def parse_ipv6_route(data: bytes) -> list[dict[str, Any]]:
 
 def parse_arp(data: bytes) -> list[dict[str, Any]]:
     out = []
-    for line in text(data).splitlines()[1:]:
+    for line in lines(data)[1:]:
         f = line.split()
         if len(f) >= 6:
             out.append({"address": f[0], "hw_address": f[3], "flags": f[2], "iface": f[5]})
@@ -97,7 +97,7 @@ def parse_arp(data: bytes) -> list[dict[str, Any]]:
 
 def parse_if_inet6(data: bytes) -> list[dict[str, Any]]:
     out = []
-    for line in text(data).splitlines():
+    for line in lines(data):
         f = line.split()
         try:
             out.append({"iface": f[5], "address": f"{_ipv6_plain(f[0])}/{int(f[2], 16)}"})
@@ -110,7 +110,7 @@ def parse_fib_trie_local(data: bytes) -> list[str]:
     """IPv4 addresses of the namespace: fib_trie leaves marked ``/32 host LOCAL``."""
     addrs: list[str] = []
     last = None
-    for line in text(data).splitlines():
+    for line in lines(data):
         s = line.strip()
         if s.startswith(("|--", "+--")):
             last = s[3:].split()[0].strip()
@@ -121,7 +121,7 @@ def parse_fib_trie_local(data: bytes) -> list[str]:
 
 def parse_resolv_conf(data: bytes) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"nameserver": [], "search": [], "options": []}
-    for line in text(data).splitlines():
+    for line in lines(data):
         f = line.split("#", 1)[0].split()
         if f and f[0] in ("nameserver", "search", "domain", "options"):
             key = "search" if f[0] == "domain" else f[0]

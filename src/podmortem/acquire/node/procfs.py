@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from podmortem.acquire.bounded import read_bounded, text
+from podmortem.acquire.bounded import lines, read_bounded, text
 
 PROC = Path("/proc")
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "user", "uts")
@@ -84,7 +84,7 @@ def cap_names(mask_hex: str) -> list[str]:
 
 def parse_status(data: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in text(data).splitlines():
+    for line in lines(data):
         key, sep, value = line.partition(":")
         if sep:
             out[key.strip()] = value.strip()
@@ -99,7 +99,7 @@ def _stat_fields(data: bytes) -> list[str]:
 
 
 def boot_time() -> float:
-    for line in text(read_bounded(PROC / "stat").data).splitlines():
+    for line in lines(read_bounded(PROC / "stat").data):
         if line.startswith("btime "):
             return float(line.split()[1])
     return 0.0

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from podmortem.acquire.bounded import read_bounded, text
+from podmortem.acquire.bounded import lines, read_bounded
 
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6")
 ALL_TABLES = (*INET_TABLES, "unix", "packet")
@@ -77,7 +77,7 @@ def parse_inet(table: str, data: bytes) -> tuple[list[SocketRecord], int]:
     """Parse a tcp/udp/raw table; returns (records, malformed line count)."""
     out: list[SocketRecord] = []
     bad = 0
-    for line in text(data).splitlines()[1:]:
+    for line in lines(data)[1:]:
         f = line.split()
         try:
             laddr, lport = _endpoint(f[1])
@@ -103,7 +103,7 @@ def parse_inet(table: str, data: bytes) -> tuple[list[SocketRecord], int]:
 def parse_unix(data: bytes) -> tuple[list[SocketRecord], int]:
     out: list[SocketRecord] = []
     bad = 0
-    for line in text(data).splitlines()[1:]:
+    for line in lines(data)[1:]:
         # Num RefCount Protocol Flags Type St Inode [Path]; the path may hold spaces.
         f = line.split(None, 7)
         try:
@@ -138,7 +138,7 @@ def parse_unix(data: bytes) -> tuple[list[SocketRecord], int]:
 def parse_packet(data: bytes) -> tuple[list[SocketRecord], int]:
     out: list[SocketRecord] = []
     bad = 0
-    for line in text(data).splitlines()[1:]:
+    for line in lines(data)[1:]:
         # sk RefCnt Type Proto Iface R Rmem User Inode
         f = line.split()
         try:
