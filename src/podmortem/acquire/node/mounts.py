@@ -51,7 +51,7 @@ def parse_mountinfo(data: bytes) -> tuple[list[Mount], int]:
     bad = 0
     for line in lines(data):
         head, sep, tail = line.partition(" - ")
-        f = head.split()
+        f = head.split(" ")  # single spaces; a name may hold other whitespace
         t = tail.split(" ", 2)
         if not sep or len(f) < 6 or len(t) < 2:
             bad += 1
