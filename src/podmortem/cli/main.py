@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 import podmortem
-from podmortem.cli import acquire, audit, case, cloud, image, investigate, report
+from podmortem.cli import acquire, audit, case, cloud, image, investigate, report, watch
 from podmortem.errors import PodmortemError
 from podmortem.escape import for_plain
 
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (case, acquire, audit, image, cloud, report, investigate):
+for module in (case, acquire, audit, image, cloud, report, investigate, watch):
     module.register(app)
 
 
