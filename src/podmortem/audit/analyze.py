@@ -170,10 +170,12 @@ def analyze(
 
             con = connect(case)
     if con is None:
-        # A file-backed scratch database, not an in-memory one: DuckDB can then evict table
-        # data under its memory limit, so a large input streams instead of filling RAM.
+        # In memory, but under a memory limit with a spill folder: DuckDB then evicts table
+        # data to disk, so a large input streams instead of filling RAM. (A database file
+        # would do the same at the cost of a write-ahead log on every staged insert.)
         scratch = tempfile.TemporaryDirectory(prefix="podmortem-audit-")
-        con = duckdb.connect(str(Path(scratch.name) / "events.duckdb"))
+        con = duckdb.connect()
+        con.execute("SET temp_directory = ?", [scratch.name])
     if own_con and memory_limit:
         con.execute(f"SET memory_limit = '{_checked_limit(memory_limit)}'")
     try:
