@@ -36,7 +36,7 @@ def main() -> None:
         ),
         actions=RecordingActions(float(delay)),
         case_root=Path(cases),
-        log=JsonLog(open(Path(state) / "log.jsonl", "a")),  # noqa: SIM115
+        log=JsonLog(open(Path(state) / "log.jsonl", "a")),  # noqa: SIM115 - lives as long as the process
         chunk_bytes=int(chunk),
         poll_interval=0.05,
     )
