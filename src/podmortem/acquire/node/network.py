@@ -17,6 +17,8 @@ PROC = Path("/proc")
 
 def _ipv4_le(hexaddr: str) -> str:
     # /proc/net/route prints the __be32 as a native-endian %08X, like the socket tables.
+    if len(hexaddr) != 8:
+        raise ValueError(f"bad IPv4 field {hexaddr[:20]!r}")
     return socket.inet_ntop(socket.AF_INET, struct.pack("=I", int(hexaddr, 16)))
 
 
