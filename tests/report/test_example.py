@@ -168,3 +168,24 @@ def test_audit_timeline_cap_is_a_caveat(
     assert len([e for e in rep.entries if e.source == "audit"]) == 3
     cut = [c for _, c in rep.caveats if c.kind == "timeline-truncated"]
     assert cut and "first 3 of 10 audit requests" in cut[0].message
+
+
+def test_long_timelines_draw_the_relevant_entries(
+    offline_case: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podmortem.report import html
+
+    rep = report.build(Case.open(offline_case), verify=False)
+    monkeypatch.setattr(html, "MAX_CHART_POINTS", 25)
+    chart = html.chart_data(rep)
+    assert (
+        len(chart["points"]) == 25
+        and chart["omitted"] == len([e for e in rep.entries if e.time]) - 25
+    )
+    kept = {rep.entries[p["i"]].id for p in chart["points"]}
+    findings = {e.id for e in rep.entries if e.severity is not None}
+    assert findings <= kept  # findings first, the custody log last
+    assert not any(rep.entries[p["i"]].source == "custody" for p in chart["points"])
+    page = html.render(rep)
+    undated = len([e for e in rep.entries if e.time is None])  # always listed
+    assert page.count('<tr id="e') == 25 + undated and 'id="chart-omitted"' in page

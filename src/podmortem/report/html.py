@@ -28,6 +28,7 @@ from podmortem.report.model import Report
 
 MAX_LABEL = 300
 FINALIZE_LIMIT = 4096  # for_plain's default cut
+MAX_CHART_POINTS = 5_000
 # The only policy the report needs: inline script and style, data: images (Plotly's
 # "download plot" writes one), nothing fetched. A report that tries to reach the network is
 # blocked by the browser, and the browser test would see the violation.
@@ -92,12 +93,32 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def chart_data(report: Report) -> dict[str, Any]:
-    """Points for the timeline chart: dated entries only, labels pre-escaped for Plotly."""
+def _relevance(e: Any, linked: set[str]) -> int:
+    """Which dated entries the chart keeps first when there are too many to draw: findings,
+    then entries a cross-source link names, then runtime and image state, execs, other API
+    requests, and the custody log last."""
+    if e.severity is not None:
+        return 0
+    if e.id in linked:
+        return 1
+    return {"runtime": 2, "image": 2, "audit": 3 if e.kind == "exec" else 4}.get(e.source, 5)
+
+
+def chart_data(report: Report, limit: int | None = None) -> dict[str, Any]:
+    """Points for the timeline chart: dated entries only, labels pre-escaped for Plotly.
+    An SVG chart of tens of thousands of points takes a browser minutes to draw and to
+    filter, so past ``limit`` only the most relevant are drawn (the table lists all)."""
+    limit = MAX_CHART_POINTS if limit is None else limit
+    dated = [(i, e) for i, e in enumerate(report.entries) if e.time is not None]
+    omitted = 0
+    if len(dated) > limit:
+        linked = {x for lk in report.links for x in (lk.source, lk.target)}
+        keep = sorted(dated, key=lambda ie: (_relevance(ie[1], linked), ie[0]))[:limit]
+        omitted = len(dated) - limit
+        dated = sorted(keep, key=lambda ie: ie[0])
     points = []
-    for i, e in enumerate(report.entries):
-        if e.time is None:
-            continue
+    for i, e in dated:
+        assert e.time is not None  # noqa: S101 - filtered above
         points.append(
             {
                 "i": i,
@@ -112,6 +133,8 @@ def chart_data(report: Report) -> dict[str, Any]:
         )
     return {
         "points": points,
+        "shown": [i for i, _ in dated],
+        "omitted": omitted,
         "sources": sorted({p["s"] for p in points}),
         "actors": sorted({p["a"] for p in points}),
     }
@@ -119,6 +142,15 @@ def chart_data(report: Report) -> dict[str, Any]:
 
 def render(report: Report) -> str:
     tmpl = _env().get_template("report.html.j2")
+    chart = chart_data(report)
+    # The table follows the chart's selection (plus undated entries) when the timeline is
+    # too long for a browser to lay out and filter quickly; Markdown and JSON keep all.
+    if chart["omitted"]:
+        shown = set(chart["shown"])
+        shown |= {i for i, e in enumerate(report.entries) if e.time is None}
+    else:
+        shown = set(range(len(report.entries)))
+    rows = [(i, e) for i, e in enumerate(report.entries) if i in shown]
     entry_index = {e.id: i for i, e in enumerate(report.entries)}
     links_by_entry: dict[str, list[tuple[str, Any]]] = {}
     for lk in report.links:
@@ -129,7 +161,10 @@ def render(report: Report) -> str:
         csp=CSP,
         entry_index=entry_index,
         links_by_entry=links_by_entry,
-        chart=script_json(chart_data(report)),
+        chart=script_json({k: v for k, v in chart.items() if k != "shown"}),
+        chart_omitted=chart["omitted"],
+        rows=rows,
+        shown=shown,
         actors=sorted({e.actor or "(none)" for e in report.entries}),
         sources=sorted({e.source for e in report.entries}),
         plotly_js=Markup(_plotly_js()),  # noqa: S704 - a vetted library bundle, not evidence
