@@ -3,6 +3,7 @@ however the log is cut into chunks; a replayed chunk changes nothing."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ def run_chunks(
     con.execute(f"ATTACH '{tmp_path / 'st.duckdb'}' AS st")
     det = IncrementalDetector(con, RULES, scratch=tmp_path)
     bounds = [0, *cuts, len(data)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         det.process(data[a:b], source="test", offset=a)
         con.execute("BEGIN")
         det.persist()

@@ -140,3 +140,35 @@ def test_from_end_starts_at_the_end_without_a_position(tmp_path: Path) -> None:
     with f.open("ab") as fh:
         fh.write(b"new\n")
     assert drain(src)[0] == [b"new"]
+
+
+def test_several_rotations_while_behind_are_read_in_order(tmp_path: Path) -> None:
+    f = tmp_path / "audit.log"
+    f.write_bytes(b"1\n")
+    src = TailSource(f)
+    assert drain(src)[0] == [b"1"]
+    for k in range(2, 5):  # three rotations before the next poll
+        with f.open("ab") as fh:
+            fh.write(f"{k}\n".encode())
+        os.rename(f, tmp_path / f"audit-{k:03d}.log")
+        f.write_bytes(b"")
+    with f.open("ab") as fh:
+        fh.write(b"5\n")
+    lines, _ = drain(src)
+    assert lines == [b"2", b"3", b"4", b"5"]
+
+
+def test_compressed_rotated_file_is_reported_not_read(tmp_path: Path) -> None:
+    f = tmp_path / "audit.log"
+    f.write_bytes(b"1\n")
+    src = TailSource(f)
+    drain(src)
+    with f.open("ab") as fh:
+        fh.write(b"2\n")
+    os.rename(f, tmp_path / "audit-001.log")
+    (tmp_path / "audit-000.log.gz").write_bytes(b"\x1f\x8b")
+    os.utime(tmp_path / "audit-000.log.gz")
+    f.write_bytes(b"3\n")
+    lines, notes = drain(src)
+    assert lines == [b"2", b"3"]
+    assert "rotated-file-compressed" in notes

@@ -140,6 +140,24 @@ class TailSource:
             )
         return out
 
+    def _next_file(self, after_mtime_ns: int) -> Path:
+        """After a rotated file: the next rotated sibling written after it (when we fell
+        behind by several rotations), else the live path. Compressed ones cannot be tailed:
+        they are reported."""
+        later: list[tuple[int, str, Path]] = []
+        for cand in self._candidates()[1:]:
+            try:
+                st = cand.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == self._ino or st.st_mtime_ns < after_mtime_ns:
+                continue
+            if cand.suffix in (".gz", ".zst", ".bz2", ".xz"):
+                self._notes.append({"event": "rotated-file-compressed", "path": str(cand)})
+                continue
+            later.append((st.st_mtime_ns, cand.name, cand))
+        return min(later)[2] if later else self.path
+
     def _check_truncation(self, head: str) -> None:
         fd = self._need()
         size = os.fstat(fd).st_size
@@ -170,9 +188,11 @@ class TailSource:
                 # The old file is read to its end: a last line without newline is complete
                 # now (nobody writes to a rotated file), then follow the new file.
                 tail = self._read_rest()
+                done_mtime = os.fstat(self._need()).st_mtime_ns
                 self.close()
-                self._notes.append({"event": "rotated", "path": str(self.path)})
-                if self._open(self.path):
+                nxt = self._next_file(done_mtime)
+                self._notes.append({"event": "rotated", "path": str(self.path), "next": str(nxt)})
+                if self._open(nxt):
                     self._offset = 0
                     self._head = ""
                 if tail:

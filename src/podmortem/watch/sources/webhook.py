@@ -33,6 +33,8 @@ from podmortem.watch.sources.tail import TailSource
 
 MAX_BODY = 64 << 20
 MAX_INFLIGHT = 16
+# A refused oversized body is drained up to this much (then the connection is just closed).
+DRAIN_LIMIT = 256 << 20
 SPOOL_ROTATE = 256 << 20
 CLIENT_TIMEOUT_S = 15.0
 SPOOL_NAME = "audit.jsonl"
@@ -115,13 +117,20 @@ class _Server(ThreadingHTTPServer):
         # that connects and says nothing must not block the accept loop.
         request.settimeout(CLIENT_TIMEOUT_S)
         ctx = self.receiver.tls
-        if ctx is not None:
-            try:
-                request = ctx.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                self.receiver.count("tls_failed")
-                return
-        super().finish_request(request, client_address)
+        if ctx is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            # wrap_socket takes the descriptor over: the server's own close of the plain
+            # socket then does nothing, so the TLS socket is closed here.
+            wrapped = ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.receiver.count("tls_failed")
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -143,23 +152,41 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.server.receiver.count(str(status))
 
+    def _discard(self, length: int) -> None:
+        """Read (and drop) a refused body, so the client is not reset before it reads our
+        answer; bounded, and never kept in memory."""
+        left = min(length, DRAIN_LIMIT)
+        try:
+            while left > 0:
+                got = self.rfile.read(min(left, 1 << 16))
+                if not got:
+                    break
+                left -= len(got)
+        except OSError:
+            pass
+        self.close_connection = True
+
     def do_GET(self) -> None:
         self._answer(405, "POST EventList batches")
 
     def do_POST(self) -> None:
         rx = self.server.receiver
+        length = self.headers.get("Content-Length")
+        declared = int(length) if length is not None and length.isdigit() else 0
         if not rx.authorized(self.headers.get("Authorization", "")):
             self._answer(401, "bearer token missing or wrong")
+            self._discard(min(declared, rx.max_body))
             return
-        length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             self._answer(411, "Content-Length required")
             return
         if int(length) > rx.max_body:
             self._answer(413, f"batch larger than {rx.max_body} bytes")
+            self._discard(int(length))
             return
         if not rx.slots.acquire(blocking=False):
             self._answer(503, "too many batches at once; retry")
+            self._discard(declared)
             return
         try:
             body = self.rfile.read(int(length))
@@ -249,6 +276,12 @@ class WebhookSource:
             self.counts[what] = self.counts.get(what, 0) + n
 
     def seek(self, position: dict[str, Any] | None) -> None:
+        if position is None:
+            # No saved position: start with the oldest spool not yet deleted.
+            old = sorted(self.spool.folder.glob("audit-*.jsonl"))
+            if old:
+                st = old[0].stat()
+                position = {"dev": st.st_dev, "ino": st.st_ino, "offset": 0, "head": ""}
         self.tail.seek(position)
 
     def poll(self, max_bytes: int) -> Chunk | None:
