@@ -18,7 +18,7 @@ from burst import burst
 from podmortem.errors import InputError
 from podmortem.watch.sources.webhook import Rejected, WebhookSource, events_of
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token"  # noqa: S105 - a test token for a loopback server
 
 
 @pytest.fixture(scope="module")
