@@ -58,6 +58,17 @@ class FakeKube(RecordingServer):
                 "items": items,
             }
 
+        @self.route("GET", f"{apps}/namespaces/(?P<ns>[^/]+)/daemonsets")
+        def list_ds(req: Request, m: Any) -> tuple[int, Any]:
+            base = f"{apps}/namespaces/{m['ns']}/daemonsets/"
+            items = [v for k, v in sorted(self.objects.items()) if k.startswith(base)]
+            return 200, {
+                "kind": "DaemonSetList",
+                "apiVersion": "apps/v1",
+                "metadata": {},
+                "items": items,
+            }
+
         @self.route("POST", f"{net}/namespaces/(?P<ns>[^/]+)/networkpolicies")
         def create_np(req: Request, m: Any) -> tuple[int, Any]:
             path = f"{net}/namespaces/{m['ns']}/networkpolicies/{req.body['metadata']['name']}"
@@ -132,6 +143,20 @@ class FakeKube(RecordingServer):
             "kind": "NetworkPolicy",
             "metadata": {"name": name, "namespace": ns},
             "spec": spec,
+        }
+
+    def add_daemonset(self, ns: str, name: str, containers: list[str]) -> None:
+        self.objects[f"/apis/apps/v1/namespaces/{ns}/daemonsets/{name}"] = {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "selector": {"matchLabels": {"k8s-app": name}},
+                "template": {
+                    "metadata": {"labels": {"k8s-app": name}},
+                    "spec": {"containers": [{"name": c, "image": "x"} for c in containers]},
+                },
+            },
         }
 
     def pod(self, ns: str, name: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ def _world(kube: FakeKube) -> aws_world.EksWorld:
         {"app": "web", "pod-template-hash": "7d9", "tier": "frontend"},
         owner=("ReplicaSet", "web-7d9"),
     )
+    kube.add_daemonset("kube-system", "aws-node", ["aws-node", "aws-network-policy-agent"])
     # Selects on a label the detach step keeps: it must be patched to exclude the pod.
     kube.add_policy(
         "shop",
@@ -162,6 +163,8 @@ def test_contain_then_release_restores(aws_env: str, kube: FakeKube, case: Case)
         {"key": "podmortem.io/quarantine", "operator": "DoesNotExist"}
     ]
     assert kube.node("ip-10-0-1-5.ec2.internal")["spec"]["unschedulable"] is True
+    quarantine = next(r for r in reports if r.step_id == "k8s.quarantine-network-policy")
+    assert quarantine.outcome.result["enforcer"] == "enforced by AWS VPC CNI network policy agent"
 
     # release from the custody log: everything contained is put back, newest first
     released = proc.release(target, execute=True)

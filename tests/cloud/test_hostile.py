@@ -182,3 +182,29 @@ def test_refused_resolution_stops_before_any_step(tmp_path: Path) -> None:
         Procedure(Blind(), None, case=case).resolve(Target("eks", "p", instance="i-01234567"))
     log = (case.root / "custody.jsonl").read_text()
     assert '"action":"cloud_target_resolved"' in log and "UnauthorizedOperation" in log
+
+
+def test_quarantine_warns_when_nothing_enforces_policy(tmp_path: Path) -> None:
+    from podmortem.cloud.kubernetes import KubernetesContainment
+
+    from .k8s_server import FakeKube, kube_clients
+
+    kube = FakeKube()
+    url = kube.start()
+    try:
+        kube.add_node("n1", "aws:///us-east-1a/i-0123456789abcdef0")
+        kube.add_pod("shop", "p", "n1", {"app": "x"})
+        kube.add_daemonset("kube-system", "aws-node", ["aws-node"])  # VPC CNI, agent off
+        k8s = KubernetesContainment(*kube_clients(url))
+        case = Case.init(tmp_path / "c", case_id="X", examiner="e")
+        proc = Procedure(_Refusing(), k8s, case=case)
+        target = Target("eks", "prod", pod="shop/p", node="n1", instance="i-0123456789abcdef0")
+        rep = next(
+            r
+            for r in proc.run(target, ("contain",), execute=True)
+            if r.step_id == "k8s.quarantine-network-policy"
+        )
+        assert rep.outcome.status == Status.CHANGED
+        assert "WARNING: no NetworkPolicy enforcer" in rep.outcome.reason
+    finally:
+        kube.stop()

@@ -154,6 +154,7 @@ K8S = {
     "core.patch_node": ("", "nodes", "patch"),
     "apps.read_namespaced_replica_set": ("apps", "replicasets", "get"),
     "apps.read_namespaced_daemon_set": ("apps", "daemonsets", "get"),
+    "apps.list_namespaced_daemon_set": ("apps", "daemonsets", "list"),
     "networking.list_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "list"),
     "networking.read_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "get"),
     "networking.create_namespaced_network_policy": (

@@ -27,6 +27,19 @@ POD_PROTECTION = {CA_POD: "false", KARPENTER: "true"}
 # Controllers whose pods leave them when relabelled out of the selector (the controller
 # orphans the pod and starts a replacement). StatefulSets recreate pods by name, Jobs
 # track pods by uid labels and finalizers: neither is detached this way.
+# DaemonSets (in kube-system) of network-policy enforcers, and for the AWS VPC CNI the
+# container that enforces policy. Without one of them a NetworkPolicy is stored and ignored.
+ENFORCERS = {
+    "calico-node": "Calico",
+    "cilium": "Cilium",
+    "anetd": "GKE Dataplane V2 (Cilium)",
+    "antrea-agent": "Antrea",
+    "kube-router": "kube-router",
+    "weave-net": "Weave Net",
+    "azure-npm": "Azure Network Policy Manager",
+    "azure-cns": None,  # Azure CNI itself: enforcement comes from azure-npm/Cilium/Calico
+}
+AWS_POLICY_AGENT = "aws-network-policy-agent"
 DETACHABLE = {
     "ReplicaSet": "read_namespaced_replica_set",
     "DaemonSet": "read_namespaced_daemon_set",
@@ -330,8 +343,13 @@ class KubernetesContainment:
             allows = bool(spec.ingress) or bool(spec.egress)
             if allows and selector_matches(sel or {}, labelled):
                 to_patch[pol.metadata.name] = sel or {}
+        enforcer = self._enforcer(ctx)
         if not need_label and exists and not to_patch:
-            return Outcome(Status.UNCHANGED, f"quarantine policy {name} already in force")
+            return Outcome(
+                Status.UNCHANGED,
+                f"quarantine policy {name} already in force; {enforcer}",
+                result={"enforcer": enforcer},
+            )
         undo: dict[str, Any] = {
             "policy": name if not exists else None,
             "label": need_label,
@@ -345,7 +363,11 @@ class KubernetesContainment:
         if to_patch:
             plan.append(f"exclude the pod from {sorted(to_patch)}")
         if not ctx.execute:
-            return Outcome(Status.WOULD_CHANGE, "would " + ", ".join(plan))
+            return Outcome(
+                Status.WOULD_CHANGE,
+                "would " + ", ".join(plan) + f"; {enforcer}",
+                result={"enforcer": enforcer},
+            )
         if need_label:
             self._patch_pod(ctx.calls, t, {"metadata": {"labels": {names.LABEL_QUARANTINE: qval}}})
         if not exists:
@@ -369,7 +391,36 @@ class KubernetesContainment:
                 namespace=ns,
                 body={"spec": {"podSelector": new_sel}},
             )
-        return Outcome(Status.CHANGED, "; ".join(plan), undo=undo)
+        return Outcome(
+            Status.CHANGED, "; ".join([*plan, enforcer]), undo=undo, result={"enforcer": enforcer}
+        )
+
+    def _enforcer(self, ctx: StepContext) -> str:
+        """Which CNI (if any) enforces NetworkPolicy here, read from kube-system's
+        DaemonSets; a policy nobody enforces isolates nothing, so the outcome says so."""
+        try:
+            dss = ctx.calls.read(
+                "apps",
+                "list_namespaced_daemon_set",
+                self.apps.list_namespaced_daemon_set,
+                namespace="kube-system",
+            )
+        except Exception as exc:  # RBAC may forbid it: report, do not guess
+            return f"policy enforcement not checked ({type(exc).__name__})"
+        found: list[str] = []
+        for ds in dss.items or []:
+            name = str(ds.metadata.name)
+            if ENFORCERS.get(name):
+                found.append(str(ENFORCERS[name]))
+            if name == "aws-node":
+                containers = ds.spec.template.spec.containers or []
+                if any(c.name == AWS_POLICY_AGENT for c in containers):
+                    found.append("AWS VPC CNI network policy agent")
+        if not found:
+            return (
+                "WARNING: no NetworkPolicy enforcer found in kube-system; the policy may do nothing"
+            )
+        return "enforced by " + ", ".join(sorted(set(found)))
 
     @staticmethod
     def policy_body(name: str, qval: str, case_id: str) -> dict[str, Any]:
