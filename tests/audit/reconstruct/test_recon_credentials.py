@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from conftest import scenarios
 from podmortem.audit.reconstruct import reconstruct
@@ -204,3 +205,26 @@ def test_hostile_user_extra_shapes_do_not_break_following(tmp_path: Path) -> Non
     ch = _chain(doc)
     # The plain-string form is still read as the credential ID.
     assert S.ATTACKER_IP in {u["client_ip"] for u in ch["uses"]}
+
+
+def test_screening_many_credentials_keeps_the_misused_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above MAX_FOLLOW credentials only those that could show misuse are followed; the
+    stolen token is among them and the totals say how many were left out."""
+    from podmortem.audit.reconstruct import credentials
+
+    s = _story()
+    _get(s, 10, S.WEB_POD_IP)
+    _get(s, 20, S.ATTACKER_IP, ua=S.KUBECTL_UA)
+    for i in range(6):  # pods using their own tokens once each, from their own addresses
+        user = s.pod_sa(
+            "shop", "web", f"web-{i}", s.node_a, f"JTI=00000000-0000-4000-8000-00000000000{i}"
+        )
+        _get(s, 30 + i, f"10.244.3.{i + 1}", user=user)
+    monkeypatch.setattr(credentials, "MAX_FOLLOW", 3)
+    doc = _run(tmp_path, s)
+    assert doc["credential_stats"]["credentials_total"] == 9  # 7 JTIs + 2 node certificates
+    assert doc["credential_stats"]["credentials_followed"] < 9
+    assert _chain(doc)["misused"]
+    assert doc["narrative"]["attacks"]

@@ -29,7 +29,7 @@ import duckdb
 
 from podmortem.audit.actors import ActorPolicy
 from podmortem.audit.fieldmap import sql_string
-from podmortem.audit.model import TABLE
+from podmortem.audit.model import COLUMN_NAMES, TABLE
 from podmortem.errors import InputError
 
 REQUESTS = "recon_requests"
@@ -145,14 +145,7 @@ def select_requests(
 # The event columns a request row is made from (never ``raw`` and the bodies: a CTE used
 # twice is materialised, and those are most of the bytes).
 _COLUMNS = ", ".join(
-    (
-        "audit_id", "event_key", "stage", "level", "verb", "request_uri", "username",
-        "user_uid", "user_groups", "user_extra", "impersonated_user", "source_ips",
-        "user_agent", "obj_resource", "obj_subresource", "obj_namespace", "obj_name",
-        "obj_api_group", "response_code", "annotations", "request_received",
-        "stage_timestamp", "exec_command", "exec_container", "truncated", "provider",
-        "cluster", "source_file", "source_line",
-    )
+    f'"{c}"' for c in COLUMN_NAMES if c not in ("raw", "request_object", "response_object")
 )
 
 
