@@ -228,6 +228,17 @@ def main() -> None:
                 idx, args.repeat, lambda c: len(pivots.credential(c, scenarios.WEB_JTI).credentials)
             ),
         )
+        # The floor of any CLI answer: starting Python and importing podmortem's CLI.
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "podmortem", "version"], capture_output=True, check=False
+        )
+        dt = time.perf_counter() - t
+        add(
+            "CLI: podmortem version (process start)",
+            "floor",
+            {"median_s": dt, "max_s": dt, "answer": ""},
+        )
         t = time.perf_counter()
         cli = subprocess.run(
             [
