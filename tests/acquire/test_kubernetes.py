@@ -136,7 +136,9 @@ def test_k8s_target_on_its_node_gets_node_view_and_api_records(
     ident = target["identity"]
     assert ident["container_id"] == pod.container_id and ident["pid"] > 0
     assert ident["runtime"] == "kubernetes/containerd" and ident["pod"]["namespace"] == NS
-    case = tmp_path / "case" / "artifacts" / "targets" / f"k8s-{NS}_{pod.pod_name}"
+    (case,) = (tmp_path / "case" / "artifacts").glob(
+        f"acquisitions/*/targets/k8s-{NS}_{pod.pod_name}"
+    )
     chain = json.loads((case / "t5" / "owner_chain.json").read_text())
     assert [(o["kind"], o["name"]) for o in chain] == [
         ("ReplicaSet", "web-7d9f"),

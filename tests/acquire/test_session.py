@@ -221,3 +221,40 @@ def test_unreachable_runtime_is_a_caveat_not_a_crash(tmp_path: Path) -> None:
     doc = acquire(case, [TargetRef("docker", "x")], refuse, Options(budget=5))
     assert not doc["complete"] and doc["caveats"][0]["kind"] == "step-failed"
     assert verify_case(tmp_path / "case").ok
+
+
+def test_node_scope_files_once_per_case(
+    make_ns_target: Callable[..., NsTarget], tmp_path: Path
+) -> None:
+    t = make_ns_target("touch $READY; exec sleep 3001")
+    case = Case.init(tmp_path / "case", case_id="T-3", examiner="pytest")
+    for _ in range(2):  # a second run into the same case
+        acquire(
+            case, [TargetRef("docker", "x")], lambda _r: ProcessRuntime(t.pid), Options(budget=10)
+        )
+    paths = [a.path for a in case.artifacts]
+    assert paths.count("artifacts/node/version") == 1
+    assert (tmp_path / "case" / "artifacts" / "node" / "version").read_bytes().startswith(b"Linux")
+    assert verify_case(tmp_path / "case").ok
+
+
+def test_cli_refuses_a_bad_target_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "podmortem"),
+            "acquire",
+            "docker://../../etc",
+            "--case",
+            str(tmp_path / "case"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 3
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert not (tmp_path / "case").exists()  # refused before anything was written

@@ -110,7 +110,10 @@ class TargetCollector:
         options: Options,
         budget: Budget,
         progress: Callable[[str, str], None] = lambda target, step: None,
+        run_dir: str = "",
     ) -> None:
+        """``run_dir`` is this run's folder under ``artifacts/`` (several runs can go into
+        one case; artifacts are write-once)."""
         self.case = case
         self.rt = runtime
         self.opt = options
@@ -118,7 +121,11 @@ class TargetCollector:
         self.progress = progress
         self.proc = options.proc
         self.r = TargetResult(target=target, label=target)
-        self.prefix = "targets/" + safe_component(target.replace("://", "-"))
+        self.prefix = (
+            (f"{run_dir}/" if run_dir else "")
+            + "targets/"
+            + safe_component(target.replace("://", "-"))
+        )
         self._mounts: list[mounts.Mount] = []
         self._node_pids: list[int] = []
         self._copied_up: frozenset[str] = frozenset()

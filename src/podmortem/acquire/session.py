@@ -13,11 +13,13 @@ import concurrent.futures as cf
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import podmortem
-from podmortem.acquire.bounded import Budget
+from podmortem.acquire.bounded import Budget, read_bounded
 from podmortem.acquire.collector import STEP_FAILED, Options, TargetCollector, TargetResult
 from podmortem.acquire.runtimes.base import Runtime
 from podmortem.acquire.target import TargetRef
@@ -46,6 +48,11 @@ def acquire(
     """Acquire every target into ``case``; returns the JSON document of the run."""
     budget = Budget(options.budget)
     t0 = time.monotonic()
+    # Each run files its artifacts under its own folder, so a case can take several runs
+    # (the same target again later, or more targets).
+    run_dir = (
+        "acquisitions/" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    )
     case.log_action(
         "acquisition_started",
         {
@@ -55,10 +62,12 @@ def acquire(
             "checkpoint": options.checkpoint,
             "exec": options.exec_allowed,
             "tool_version": podmortem.__version__,
+            "run_dir": run_dir,
         },
     )
     results: list[TargetResult] = []
     with case.batch():
+        _node_scope(case)
         pool = cf.ThreadPoolExecutor(
             max_workers=min(MAX_WORKERS, max(1, len(targets))),
             thread_name_prefix="podmortem-acquire",
@@ -72,6 +81,7 @@ def acquire(
                 options=options,
                 budget=budget,
                 progress=progress,
+                run_dir=run_dir,
             ): t
             for t in targets
         }
@@ -98,7 +108,7 @@ def acquire(
         doc = _document(case, results, time.monotonic() - t0)
         _index(case, results)
         case.add_bytes(
-            "acquisition.json",
+            f"{run_dir}/acquisition.json",
             json.dumps(doc, indent=1, default=str).encode() + b"\n",
             source="analysis",
             command="podmortem acquire (run summary)",
@@ -118,6 +128,27 @@ def acquire(
     return doc
 
 
+# Node-scope state, once per run: a rootkit module or a tainted kernel concerns every target.
+NODE_FILES = (
+    ("node/modules", "/proc/modules"),
+    ("node/tainted", "/proc/sys/kernel/tainted"),
+    ("node/version", "/proc/version"),
+    ("node/cmdline", "/proc/cmdline"),
+)
+
+
+def _node_scope(case: Case) -> None:
+    taken = {a.path for a in case.artifacts}
+    for rel, path in NODE_FILES:
+        if f"artifacts/{rel}" in taken:
+            continue  # a second run into the same case keeps the first copy
+        try:
+            data = read_bounded(path, 4 << 20).data
+        except OSError:
+            continue
+        case.add_bytes(rel, data, source="node", command=f"read {path}")
+
+
 def _one(
     case: Case,
     *,
@@ -126,6 +157,7 @@ def _one(
     options: Options,
     budget: Budget,
     progress: Progress,
+    run_dir: str,
 ) -> TargetResult:
     try:
         rt = open_runtime(target)
@@ -142,7 +174,13 @@ def _one(
         return r
     try:
         result = TargetCollector(
-            case, runtime=rt, target=str(target), options=options, budget=budget, progress=progress
+            case,
+            runtime=rt,
+            target=str(target),
+            options=options,
+            budget=budget,
+            progress=progress,
+            run_dir=run_dir,
         ).run()
     finally:
         # Closing a client must never lose the capture.
