@@ -15,6 +15,7 @@ the custody log all that produced.
   tables or escaping of anything but what Plotly itself escapes).
 
     .venv/bin/python benchmarks/report.py [--events 20000] [--processes 2000] [--files 10000]
+        [--browser]     # also time loading both pages in headless chromium (about +1 min)
 
 Prints a table and writes ``benchmarks/results/report.json``. Default run: about a minute.
 """
@@ -153,11 +154,36 @@ def peer(points: list[dict[str, Any]], out: Path) -> int:
     return out.stat().st_size
 
 
+def browser_load(page: Path) -> float:
+    """Seconds from navigation until Plotly has drawn (headless Debian chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            pg = b.new_page(viewport={"width": 1400, "height": 1000})
+            t0 = time.perf_counter()
+            pg.goto(page.as_uri(), wait_until="load", timeout=600_000)
+            pg.wait_for_function(
+                "document.querySelector('.plotly .main-svg') !== null", timeout=600_000
+            )
+            return time.perf_counter() - t0
+        finally:
+            b.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--processes", type=int, default=2_000)
     ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument(
+        "--browser",
+        action="store_true",
+        help="also time loading both HTML files in headless Debian chromium",
+    )
     args = ap.parse_args()
 
     from podmortem import report
@@ -204,6 +230,16 @@ def main() -> None:
                 "points": len(points),
             }
         )
+        if args.browser:
+            ours = root / "report.html"
+            ours.write_text(html.render(rep))
+            for name, page in (("podmortem", ours), ("peer", root / "peer.html")):
+                rows.append(
+                    {
+                        "what": f"{name}: chromium load until the chart is drawn",
+                        "seconds": browser_load(page),
+                    }
+                )
 
     width = max(len(r["what"]) for r in rows)
     print(
