@@ -17,6 +17,7 @@ allow :data:`SKEW` of clock difference. A link is an inference and says how stro
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from podmortem.report.evidence import (
 from podmortem.report.timeline import Entry
 
 SKEW = timedelta(seconds=5)
+_WORDS = re.compile(r"[\s'\";|&()<>]+")
 # A command started by exec rarely outlives an interactive session by more than this before
 # writing its files; a later exec into the same container ends the window sooner.
 EXEC_WINDOW = timedelta(minutes=15)
@@ -120,16 +122,14 @@ def _exec_links(rt: RuntimeTarget, execs: list[AuditEvent]) -> list[Link]:
         if not hits:
             continue
         a = hits[-1][0]
-        command = " ".join(a.exec_command)
+        # The words of the exec'd command (argv, and the words of an `sh -c` string).
+        words = {w for arg in a.exec_command for w in _WORDS.split(arg) if w}
         for p in members:
             argv = p.get("cmdline") or []
             argv0 = str(argv[0]) if isinstance(argv, list) and argv else ""
             exe = str(p.get("exe") or "")
-            # The exec'd command names the program (sh, or a path it drops and runs).
-            named = any(
-                x and (x in command or x.rsplit("/", 1)[-1] == command.split(" ")[0])
-                for x in (argv0, exe if exe != "/bin/busybox" else "")
-            )
+            # The command names the program (sh, or a path it dropped and runs).
+            named = bool(words & {argv0, argv0.rsplit("/", 1)[-1], exe} - {""})
             pt = parse_time(p.get("start_time")) or t
             is_root = p is by_pid[root]
             why = (
