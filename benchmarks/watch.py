@@ -357,7 +357,7 @@ def latency(pods: int, tmp: Path) -> dict[str, Any]:
         th.join()
     finally:
         for c in containers:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(docker.errors.APIError):
                 c.remove(force=True)
         client.close()
     lat = [r["append_to_sealed_s"] for r in results]
