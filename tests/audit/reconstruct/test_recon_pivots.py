@@ -179,3 +179,20 @@ def test_persisted_request_table_gives_the_same_answers(tmp_path: Path) -> None:
     after = pivots.actor(con, WEB)
     assert after.requests_total == kept["actor"]["requests_total"] + 3
     con.close()
+
+
+def test_service_account_pivot_without_credential_ids_finds_its_token_request(
+    tmp_path: Path,
+) -> None:
+    """GKE logs no credential IDs: the pivot by service-account name still shows the
+    kubelet's TokenRequest (linked by name and time) and the use from outside."""
+    path = tmp_path / "gke.duckdb"
+    con = duckdb.connect(str(path))
+    load(con, [fixture_path("attack", "gke")])
+    con.close()
+    doc = _cli("audit", "credential", WEB, "--index", str(path))
+    [chain] = doc["credentials"]
+    assert chain["basis"] == "service-account"
+    assert chain["issue_link"] == "service-account-and-time"
+    assert chain["issued"]["requester"].startswith("system:node:")
+    assert {u["client_ip"] for u in chain["uses"] if u["misused"]} == {scenarios.ATTACKER_IP}

@@ -310,6 +310,17 @@ def follow(
         chains[cid].issue = issue
         chains[cid].issue_link = "credential-id"
     _bind(chains, all_issues)
+    # A token whose issuance is in the log but whose uses carry no ID (GKE): the chain
+    # that follows its service account by name has taken the issuance over; an empty
+    # chain of the bare ID would only repeat it.
+    adopted = {
+        c.issue.credential_id
+        for c in chains.values()
+        if c.basis == "service-account" and c.issue and c.issue.credential_id
+    }
+    for cid in adopted:
+        if cid in chains and not chains[cid].uses:
+            del chains[cid]
     if origins is None:
         nodes = sorted({c.bound_node for c in chains.values() if c.bound_node})
         pods = sorted({_split_pod(c.bound_pod) for c in chains.values() if c.bound_pod})

@@ -332,16 +332,28 @@ def credential(
     if not cid:
         raise InputError("empty credential ID")
     res = PivotResult("credential", cid)
-    res.requests_total = _narrow(
-        con,
-        table,
-        (
-            "(contains(CAST(user_extra AS VARCHAR), ?)"
-            " OR contains(CAST(annotations AS VARCHAR), ?) OR coalesce(username, '') = ?)",
-            [cid, cid, cid],
-        ),
-        [("credential_id = ?", [cid]), ("issued_credential = ?", [cid]), ("actor = ?", [cid])],
+    base = (
+        "(contains(CAST(user_extra AS VARCHAR), ?)"
+        " OR contains(CAST(annotations AS VARCHAR), ?) OR coalesce(username, '') = ?"
     )
+    base_params: list[object] = [cid, cid, cid]
+    derived: list[tuple[str, list[object]]] = [
+        ("credential_id = ?", [cid]),
+        ("issued_credential = ?", [cid]),
+        ("actor = ?", [cid]),
+    ]
+    if cid.startswith("system:serviceaccount:") and cid.count(":") == 3:
+        # Followed by name (no credential IDs in the log): its TokenRequests are made by
+        # someone else (the kubelet) on serviceaccounts/<name>/token.
+        ns, sa = cid.split(":")[2:]
+        issuance_sql = (
+            "(obj_resource = 'serviceaccounts' AND obj_subresource = 'token'"
+            " AND obj_namespace = ? AND obj_name = ?)"
+        )
+        base += f" OR {issuance_sql}"
+        base_params += [ns, sa]
+        derived.append((issuance_sql, [ns, sa]))
+    res.requests_total = _narrow(con, table, (base + ")", base_params), derived)
     res.credentials = follow(con, table, PIVOT, only=cid)
     res.timeline = _timeline(con, limit) if limit else []
     res.seconds = time.perf_counter() - t0
