@@ -29,6 +29,8 @@ def linux_root() -> None:
 def test_read_process_of_a_sleep(linux_root: None) -> None:
     p = subprocess.Popen([SLEEP, "30"], env={"PM_SECRET_TOKEN": "x"})
     try:
+        # Until the child has exec'd, /proc shows the forked Python.
+        wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe") == os.path.realpath(SLEEP))
         rec = procfs.read_process(p.pid, btime=procfs.boot_time())
         assert rec.cmdline == [SLEEP, "30"]
         assert rec.ppid == os.getpid()
@@ -106,6 +108,7 @@ def test_container_pids_by_pid_namespace_with_nspid(
 def test_container_pids_falls_back_to_cgroup_in_host_pid_namespace(linux_root: None) -> None:
     p = subprocess.Popen([SLEEP, "30"])
     try:
+        wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe") == os.path.realpath(SLEEP))
         pids, how = procfs.container_pids(p.pid)
         assert how == "cgroup" and p.pid in pids
     finally:

@@ -20,7 +20,8 @@ from typing import Any
 
 import podmortem
 from podmortem.acquire.bounded import Budget, read_bounded
-from podmortem.acquire.collector import STEP_FAILED, Options, TargetCollector, TargetResult
+from podmortem.acquire.caveats import STEP_FAILED
+from podmortem.acquire.collector import Options, TargetCollector, TargetResult
 from podmortem.acquire.runtimes.base import Runtime
 from podmortem.acquire.target import TargetRef
 from podmortem.case import index
