@@ -47,7 +47,10 @@ def make_ns_target(tmp_path: Path) -> Iterator[Callable[[str], NsTarget]]:
         )
         started.append(outer)
         wait_for(lambda: ready.exists() and bool(children(outer.pid)))
-        return NsTarget(pid=children(outer.pid)[0], outer=outer, workdir=tmp_path)
+        pid = children(outer.pid)[0]
+        # Every script ends in `exec ...`: wait until the shell has become that program.
+        wait_for(lambda: not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/bin/sh"))
+        return NsTarget(pid=pid, outer=outer, workdir=tmp_path)
 
     yield make
     for p in started:

@@ -29,8 +29,9 @@ def linux_root() -> None:
 def test_read_process_of_a_sleep(linux_root: None) -> None:
     p = subprocess.Popen([SLEEP, "30"], env={"PM_SECRET_TOKEN": "x"})
     try:
-        # Until the child has exec'd, /proc shows the forked Python.
-        wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe") == os.path.realpath(SLEEP))
+        # Until the child has exec'd, /proc shows the forked Python; the kernel switches exe
+        # before it sets up the new argument pages (cmdline reads empty in between).
+        wait_for(lambda: Path(f"/proc/{p.pid}/cmdline").read_bytes().startswith(SLEEP.encode()))
         rec = procfs.read_process(p.pid, btime=procfs.boot_time())
         assert rec.cmdline == [SLEEP, "30"]
         assert rec.ppid == os.getpid()
