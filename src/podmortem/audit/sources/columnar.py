@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from podmortem.audit.sources.framing import MAX_DOCUMENT, MAX_LINE
 from podmortem.audit.sources.mapping import META_TYPE, json_structure
+from podmortem.audit.sources.shape import columns_literal
 
 RESIDUE = "!residue"
 SKIP = "!skip:"
@@ -129,18 +130,41 @@ def _eks_skip(stream: str) -> str:
 def eks_subscription(compression: str, keep_raw: bool, layout: str = "unstructured") -> str:
     """CloudWatch subscription messages, concatenated (Firehose) or one per line; one row
     per log event, ``n`` the index of the message in the file. A CONTROL_MESSAGE is one
-    counted skip."""
-    msg = json_structure({"messageType": "VARCHAR", "logGroup": "VARCHAR", "logStream": "VARCHAR"})
+    counted skip.
+
+    Read with DuckDB's typed reader: unnesting lists of JSON text held every message of a
+    vector of 2,048 payloads (200,000 events) several times over (2.7 GB for 200k events);
+    typed structs stream (0.6 GB). A log event has ``id``, ``timestamp``, ``message`` and
+    optionally ``extractedFields``; ``raw`` is rebuilt from exactly those, with the group
+    and stream it came from, as the Python reader keeps it."""
+    cols = columns_literal(
+        {
+            "messageType": "VARCHAR",
+            "logGroup": "VARCHAR",
+            "logStream": "VARCHAR",
+            "logEvents": [
+                {
+                    "id": "VARCHAR",
+                    "timestamp": "BIGINT",
+                    "message": "VARCHAR",
+                    "extractedFields": "JSON",
+                }
+            ],
+        }
+    )
     cluster = "nullif(regexp_extract(a.logGroup, '^/aws/eks/([^/]+)/cluster$', 1), '')"
-    stream = "a.logStream"
     skip = (
         f"CASE WHEN a.messageType = 'CONTROL_MESSAGE' THEN 'eks: subscription CONTROL_MESSAGE'"
-        f" WHEN a.messageType = 'DATA_MESSAGE' THEN {_eks_skip(stream)} END"
+        f" WHEN a.messageType = 'DATA_MESSAGE' THEN {_eks_skip('a.logStream')} END"
     )
     ok = f"a.messageType = 'DATA_MESSAGE' AND {_IS_EVENT}"
-    # raw: the log event as the Python route keeps it, with the group and stream it came from
     raw = (
-        "json_merge_patch(json_object('logGroup', a.logGroup, 'logStream', a.logStream), le)"
+        "CASE WHEN le.extractedFields IS NULL"
+        " THEN json_object('logGroup', a.logGroup, 'logStream', a.logStream, 'id', le.id,"
+        " 'timestamp', le.\"timestamp\", 'message', le.message)"
+        " ELSE json_object('logGroup', a.logGroup, 'logStream', a.logStream, 'id', le.id,"
+        " 'timestamp', le.\"timestamp\", 'message', le.message,"
+        " 'extractedFields', le.extractedFields) END"
         if keep_raw
         else "NULL::JSON"
     )
@@ -149,15 +173,17 @@ def eks_subscription(compression: str, keep_raw: bool, layout: str = "unstructur
              {raw} AS r, $file::VARCHAR AS f, n
       FROM (
         SELECT a, n, le, CASE WHEN a.messageType = 'DATA_MESSAGE'
-                              THEN {_event_of_text("le->'$.message'")} END AS e
+                              THEN try(json_transform(le.message, '{EVENT}')) END AS e
         FROM (
-          SELECT a, n, unnest(CASE WHEN a.messageType = 'DATA_MESSAGE'
-                                    AND json_array_length(json, '$.logEvents') > 0
-                                   THEN json_extract(json, '$.logEvents[*]')
-                                   ELSE [NULL::JSON] END) AS le
+          SELECT a, n, unnest(CASE WHEN a.messageType = 'DATA_MESSAGE' AND len(events) > 0
+                                   THEN events ELSE [NULL] END) AS le
           FROM (
-            SELECT json, row_number() OVER () AS n, json_transform(json, '{msg}') AS a
-            FROM {_reader(layout, compression)})))"""  # noqa: S608 - fixed SQL text, values bound
+            SELECT struct_pack(messageType := t.messageType, logGroup := t.logGroup,
+                               logStream := t.logStream) AS a,
+                   t.logEvents AS events, row_number() OVER () AS n
+            FROM read_json($path::VARCHAR, format='{layout}', records=true,
+                           compression='{compression}', maximum_object_size={MAX_DOCUMENT},
+                           columns={cols}) t)))"""  # noqa: S608 - fixed SQL text, values bound
 
 
 def eks_filter_log_events(compression: str, keep_raw: bool, *, lines: bool = False) -> str:
