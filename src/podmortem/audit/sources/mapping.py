@@ -125,13 +125,21 @@ def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") 
     )
 
 
-def staged_source() -> str:
-    """Relation over a staging NDJSON file (parameters ``$file``, ``$path``)."""
+def staged_source(*, lenient: bool = False) -> str:
+    """Relation over a staging NDJSON file (parameters ``$file``, ``$path``). The typed
+    reader refuses a batch in which a field has a type the Event does not allow; the
+    ``lenient`` form then reads ``e`` as JSON text and transforms it as the columnar routes
+    do, so both routes give the same columns for the same record."""
+    if lenient:
+        columns = columns_literal({"e": "JSON", "m": META_FIELDS, "r": "JSON"})
+        event = f"json_transform(e, '{_json_structure()}')"
+    else:
+        columns, event = STAGED_COLUMNS, "e"
     return (
-        "SELECT e, m, r, $file::VARCHAR AS f, m.line AS n"  # noqa: S608 - plain identifiers, values bound
+        f"SELECT {event} AS e, m, r, $file::VARCHAR AS f, m.line AS n"  # noqa: S608 - plain identifiers, values bound
         " FROM read_json($path::VARCHAR, format='newline_delimited', records=true,"
         f" maximum_object_size={MAX_LINE * 4},"
-        f" compression='none', columns={STAGED_COLUMNS})"
+        f" compression='none', columns={columns})"
     )
 
 

@@ -89,37 +89,35 @@ class Stager:
         self._pending = 0
         self._out = self.path.open("wb", buffering=1 << 20)
 
-    def _insert(self, path: Path) -> None:
+    def _insert(self, path: Path, *, lenient: bool = False) -> None:
         self.con.execute(
-            mapping.insert_sql(self.table, mapping.staged_source()),
+            mapping.insert_sql(self.table, mapping.staged_source(lenient=lenient)),
             {"file": self.file_name, "path": str(path)},
         )
 
     def _repair(self) -> None:
-        """Rewrite the batch with every typed field checked; a field of the wrong type is
-        dropped from the typed view (it stays in ``raw``) and reported."""
-        fixed = self.path.with_suffix(".fixed")
-        with self.path.open("rb") as src, fixed.open("wb") as out:
+        """DuckDB's typed reader refused the batch: some field has a type the Event does not
+        allow. Load it the lenient way, exactly as the columnar routes do (``json_transform``:
+        a scalar is cast, a value that cannot be becomes NULL; the original stays in
+        ``raw``), and report each such field."""
+        with self.path.open("rb") as src:
             for line in src:
                 rec = orjson.loads(line)
-                typed, dropped = conform(rec["e"]) if isinstance(rec["e"], dict) else ({}, ["*"])
-                if dropped:
+                event = rec.get("e")
+                misfits = conform(event)[1] if isinstance(event, dict) else ["*"]
+                if misfits:
                     self.tally.caveat(
                         "field-type",
-                        "fields with an unexpected type were kept only in raw: "
-                        + ", ".join(dropped),
+                        "fields of an unexpected type (cast or left NULL; the original is in "
+                        "raw): " + ", ".join(misfits),
                         self.file_name,
                         tuple(str(x) for x in rec.get("l") or ()),
-                        fields=dropped,
+                        fields=misfits,
                     )
-                    rec["e"] = typed
-                out.write(orjson.dumps(rec) + b"\n")
         try:
-            self._insert(fixed)
+            self._insert(self.path, lenient=True)
         except mapping.DUCKDB_ERRORS:
-            self._one_by_one(fixed)
-        finally:
-            fixed.unlink(missing_ok=True)
+            self._one_by_one(self.path)
 
     def _one_by_one(self, batch: Path) -> None:
         """Last resort, never expected: load records singly and report any DuckDB refuses."""
@@ -129,7 +127,7 @@ class Stager:
                 for line in src:
                     single.write_bytes(line)
                     try:
-                        self._insert(single)
+                        self._insert(single, lenient=True)
                     except mapping.DUCKDB_ERRORS as exc:
                         rec = orjson.loads(line)
                         self.tally.caveat(
