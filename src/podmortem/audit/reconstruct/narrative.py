@@ -38,6 +38,7 @@ Key = tuple[str, str | None]  # (actor, client address)
 MAX_EVIDENCE = 10  # request excerpts shown per step; the count is exact
 MAX_IDS = 1000  # audit IDs listed per step
 INFRA_CLASSES = ("node", "control-plane", "cloud-system")
+ON_BEHALF = ("control-plane", "cloud-system")
 PERSON_CLASSES = ("human", "workload", "anonymous")
 
 
@@ -118,6 +119,7 @@ class Thread:
     credential_misuse: bool = False
     attack: bool = False
     blast: list[BlastRadius] = field(default_factory=list)
+    note: str | None = None
 
     @property
     def tactics(self) -> list[str]:
@@ -138,6 +140,7 @@ class Thread:
             ],
             "steps": [s.to_dict() for s in self.steps],
             "blast_radius": [b.to_dict() for b in self.blast],
+            "note": self.note,
         }
 
 
@@ -227,6 +230,7 @@ def build(
 ) -> Narrative:
     tmap = tmap or TacticMap.default()
     uf = _Union()
+    classes: dict[Key, str] = {}
     links: dict[Key, list[str]] = defaultdict(list)
     # Step seeds: findings, by the requests that support them.
     fid_ids = [list(f.evidence) or [str(x) for x in f.extra.get("audit_ids", [])] for f in findings]
@@ -236,7 +240,8 @@ def build(
         per_key: dict[Key, list[EvidenceEvent]] = defaultdict(list)
         for i in ids:
             if i in rows:
-                key, ev, _ = rows[i]
+                key, ev, cls = rows[i]
+                classes[key] = cls
                 per_key[key].append(ev)
         if not per_key:
             continue
@@ -315,7 +320,8 @@ def build(
     for ids, per_key in pending:
         for i in ids:
             if i in cred_rows:
-                key, ev, _ = cred_rows[i]
+                key, ev, cls = cred_rows[i]
+                classes[key] = cls
                 per_key[key].append(ev)
     for _, per_key in seeds:
         for k in per_key:
@@ -336,6 +342,7 @@ def build(
             if str(cls) not in PERSON_CLASSES:
                 continue
             k = (str(actor), ip)
+            classes[k] = str(cls)
             anchor = anchors[str(ip)]
             if k != anchor:
                 links[k].append(f"{actor} and {anchor[0]} both connected from {ip}")
@@ -374,6 +381,14 @@ def build(
         th.credential_misuse = any(k in misuse_keys for k in th.members)
         th.links = sorted({line for k in th.members for line in links.get(k, [])})
         th.attack = tmap.is_attack(th.tactics, th.credential_misuse)
+        if th.attack and all(classes.get(k) in ON_BEHALF for k in th.members):
+            # A controller creating a privileged pod acts for whoever wrote the Deployment:
+            # the story belongs to that identity, not to the control plane.
+            th.attack = False
+            th.note = (
+                "only control-plane or provider identities: they act on someone else's "
+                "behalf (look for who created the owning object)"
+            )
         (narrative.attacks if th.attack else narrative.unchained).append(th)
     for th in narrative.attacks:
         th.blast = blast_radius(con, th.members, table, requests)
