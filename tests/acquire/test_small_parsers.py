@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -116,7 +117,7 @@ def test_budget() -> None:
     assert b2.expired()
 
 
-def test_read_bounded_truncates(tmp_path: pytest.TempPathFactory) -> None:
+def test_read_bounded_truncates(tmp_path: Path) -> None:
     b = read_bounded("/proc/self/status", 10)
     assert len(b.data) == 10 and b.truncated
 
@@ -189,3 +190,22 @@ def test_parse_maps() -> None:
         (0x400000, 0x452000, "r-xp", "/usr/bin/dbus-daemon"),
         (0x7FFD1000, 0x7FFD2000, "rw-p", "[stack]"),
     ]
+
+
+def test_birth_time(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from podmortem.acquire.node.statx import birth_time
+
+    root = str(tmp_path)
+    (tmp_path / "f").write_text("x")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert birth_time(fd, "missing") is None
+        born = birth_time(fd, "f")
+        if born is None:
+            pytest.skip("this filesystem does not record birth time")
+        age = datetime.now(UTC) - datetime.fromisoformat(born)
+        assert 0 <= age.total_seconds() < 60
+    finally:
+        os.close(fd)

@@ -66,6 +66,8 @@ def test_added_modified_deleted_opaque_and_archive(overlay: tuple[mounts.Overlay
     assert by["/etc/motd"].change == "deleted" and by["/etc/motd"].type == "whiteout"
     assert by["/tmp"].change == "added" and by["/tmp"].type == "dir"
     assert by["/tmp/dropper"].change == "added"
+    if by["/tmp/dropper"].btime is not None:  # ext4/xfs/btrfs/tmpfs record it
+        assert by["/tmp/dropper"].btime <= by["/tmp/dropper"].ctime
     assert by["/tmp/dropper"].sha256 == hashlib.sha256(b"\x7fELF payload").hexdigest()
     assert by["/tmp/link"].type == "symlink" and by["/tmp/link"].link_target == "/etc/shadow"
     assert by["/opt"].opaque and by["/opt"].change == "modified"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from podmortem.acquire import indicators
 from podmortem.acquire.caveats import BUDGET_EXHAUSTED, LAYER_MISMATCH, TRUNCATED
 from podmortem.acquire.node import mounts, rootfs, writable_layer
+from podmortem.acquire.node.statx import birth_time
 from podmortem.acquire.node.tree import walk
 from podmortem.acquire.runtimes.base import UnsupportedError
 from podmortem.case.paths import safe_component
@@ -54,6 +55,7 @@ def ram_backed_files(c: TargetCollector) -> None:
                 "uid": e.st.st_uid,
                 "size": e.st.st_size,
                 "mtime": datetime.fromtimestamp(e.st.st_mtime, UTC).isoformat(),
+                "btime": birth_time(e.parent_fd, e.name),
             }
             listing.append(rec)
             if rec["type"] != "file":

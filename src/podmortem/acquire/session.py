@@ -251,6 +251,7 @@ def _document(case: Case, results: list[TargetResult], elapsed: float) -> dict[s
                     "type": c.type,
                     "mode": c.mode,
                     "uid": c.uid,
+                    "btime": c.btime,
                     "size": c.size,
                     "mtime": c.mtime,
                 }

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from podmortem.acquire.node.mounts import Overlay
+from podmortem.acquire.node.statx import birth_time
 from podmortem.acquire.node.tree import Entry, walk
 
 
@@ -62,6 +63,7 @@ class FsChange:
     mtime: str
     atime: str
     ctime: str
+    btime: str | None = None  # birth time (statx), where the filesystem records it
     sha256: str | None = None
     link_target: str | None = None
     opaque: bool = False
@@ -167,6 +169,7 @@ def capture(
             mtime=_iso(st.st_mtime),
             atime=_iso(st.st_atime),
             ctime=_iso(st.st_ctime),
+            btime=birth_time(e.parent_fd, e.name),
             opaque=opaque,
         )
         if kind == "symlink":
