@@ -36,6 +36,7 @@ class _Inspector:
         self.capture_skipped: list[str] = []
         self.captured_bytes = 0
         self._planned: tuple[Entry | None, bool] = (None, False)
+        self._plans: dict[tuple[int, int, int, tuple[bytes, ...]], Plan] = {}
 
     def _captures(self, entry: Entry) -> bool:
         return entry.path in self.ind.account_files or CAPTURE.match(entry.path) is not None
@@ -46,7 +47,11 @@ class _Inspector:
         capture = self.limits.capture_bytes if wanted else 0
         head = self.limits.scan_head_bytes if self.ind.wants_content(entry) else 0
         yara = self.limits.yara_max_bytes if self.yara else 0
-        return Plan(head=head, capture=capture, yara=yara, needles=self.ind.needles_for(entry))
+        key = (head, capture, yara, self.ind.needles_for(entry))
+        plan = self._plans.get(key)
+        if plan is None:  # a handful of distinct plans: build each once, not once per file
+            plan = self._plans[key] = Plan(head, capture, yara, key[3])
+        return plan
 
     def visit(self, entry: Entry, data: bytes, complete: bool) -> None:
         if entry.kind in ("whiteout", "opaque"):
@@ -126,7 +131,7 @@ def analyze(
     of a base image: the layers shared with it are attributed to the base."""
     t0 = time.monotonic()
     notes = Notes(source or str(path))
-    indicators = Indicators()
+    indicators = Indicators.default()
     img = open_image(path, notes, limits=limits, tag=tag, platform=platform)
     try:
         return _analyze(img, notes, indicators, base, base_source, yara, limits, t0)

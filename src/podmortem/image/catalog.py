@@ -14,6 +14,7 @@ import yaml
 
 from podmortem.findings import Caveat, Finding, Provenance, Severity
 
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PARSER = "podmortem.image"
 
 
@@ -58,7 +59,8 @@ def rules() -> dict[str, Rule]:
     for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".yml"):
             continue
-        doc = yaml.safe_load(entry.read_text(encoding="utf-8"))
+        # libyaml's safe loader when present: the pure-Python one costs ~0.1 s per start
+        doc = yaml.load(entry.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)  # noqa: S506
         if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
             raise RuleFileError(f"{entry.name}: expected a mapping with a 'rules' list")
         for raw in doc["rules"]:

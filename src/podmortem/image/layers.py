@@ -437,15 +437,27 @@ def _hash_file(
             for x in hashers:
                 x.update(chunk)
         if needles:
-            # a needle may straddle two chunks: search the previous chunk's tail with this one
-            window = carry + bytes(chunk) if carry else bytes(chunk)
+            # Searched in place in the walker's buffer (no copy of the chunk). A needle may
+            # straddle two chunks: the previous chunk's tail is searched with the first
+            # len(needle) - 1 bytes of this one, which finds exactly the occurrences that
+            # start in the tail (an earlier occurrence than any inside this chunk).
+            buf, start = walker.chunk_origin()
+            end = start + len(chunk)
             for n in needles:
-                if n not in found:
-                    pos = window.find(n)
+                if n in found:
+                    continue
+                if carry:
+                    pos = (carry + buf[start : min(end, start + len(n) - 1)]).find(n)
                     if pos >= 0:
                         found[n] = offset - len(carry) + pos
+                        continue
+                pos = buf.find(n, start, end)
+                if pos >= 0:
+                    found[n] = offset + pos - start
             keep = max(len(n) for n in needles) - 1
-            carry = window[-keep:] if keep else b""
+            if keep:
+                tail = buf[max(start, end - keep) : end]
+                carry = (carry + tail)[-keep:] if len(tail) < keep else tail
             offset += len(chunk)
             if len(found) == len(needles):
                 needles = ()

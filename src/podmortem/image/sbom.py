@@ -54,6 +54,8 @@ def build_sbom(a: Analysis) -> str:
             properties=[Property(name="podmortem:package_database", value=pkg.database)],
         )
         components.append(c)
-        bom.components.add(c)
+    # one bulk insert: the set stays sorted, but Component comparisons are costly and
+    # adding one at a time bisects for each
+    bom.components.update(components)
     bom.register_dependency(root, components)
     return str(make_outputter(bom, OutputFormat.JSON, SCHEMA).output_as_string(indent=2))

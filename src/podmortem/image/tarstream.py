@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from zlib import adler32
 
 from podmortem.image.stream import CHUNK, Readable
 
@@ -80,8 +81,12 @@ def _checksum_ok(block: bytes) -> bool:
         want = _num(block[148:156])
     except TarError:
         return False
-    # the checksum field itself counts as eight spaces
-    unsigned = sum(block) - sum(block[148:156]) + 256
+    # the checksum field itself counts as eight spaces. The byte sum comes from Adler-32's
+    # A half (1 + sum mod 65521) over two 256-byte halves: each half sums to at most 65280,
+    # so nothing wraps and the sum is exact, at C speed (sum() over 512 ints costs ~10 us,
+    # twice per member).
+    total = (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:BLOCK]) & 0xFFFF) - 2
+    unsigned = total - sum(block[148:156]) + 256
     if want == unsigned:
         return True
     signed = sum((b ^ 0x80) - 0x80 for b in block[:148] + block[156:]) + 256
@@ -134,6 +139,7 @@ class TarWalker:
         self.truncated = False
         self.global_pax: dict[str, str] = {}
         self.verify_all = False  # read by the layer reader: md5/sha1 for every file
+        self.chunk_at = 0
 
     # -- buffer -----------------------------------------------------------------------
 
@@ -178,6 +184,11 @@ class TarWalker:
         self.offset += skipped
         return skipped
 
+    def chunk_origin(self) -> tuple[bytes, int]:
+        """The buffer the last chunk is a slice of, and where in it the chunk starts (lets
+        ``bytes.find`` search a chunk in place, without copying it)."""
+        return self._buf, self.chunk_at
+
     def chunks(self) -> Iterator[memoryview]:
         """The current member's content, as slices that are valid until the next chunk."""
         while self._left > 0:
@@ -190,6 +201,7 @@ class TarWalker:
                     return
                 continue
             k = min(avail, self._left)
+            self.chunk_at = self._pos
             mv = memoryview(self._buf)[self._pos : self._pos + k]
             self._pos += k
             self._left -= k
@@ -261,7 +273,7 @@ class TarWalker:
                 prefix = _text(block[345:500])
                 if prefix and block[257:263] == b"ustar\0":  # POSIX ustar prefix field
                     name = prefix + "/" + name
-            merged = {**self.global_pax, **pax}
+            merged = {**self.global_pax, **pax} if self.global_pax else pax
             name = merged.get("path", long_name if long_name is not None else name)
             link = merged.get(
                 "linkpath", long_link if long_link is not None else _text(block[157:257])
@@ -284,7 +296,9 @@ class TarWalker:
                 devmajor=_num(block[329:337]) if kind in ("char", "block") else 0,
                 devminor=_num(block[337:345]) if kind in ("char", "block") else 0,
                 offset=header_at,
-                xattrs={k[13:]: v for k, v in merged.items() if k.startswith("SCHILY.xattr.")},
+                xattrs={k[13:]: v for k, v in merged.items() if k.startswith("SCHILY.xattr.")}
+                if merged
+                else {},
                 typeflag=flag.decode("latin-1"),
             )
             long_name = long_link = None

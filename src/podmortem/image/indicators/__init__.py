@@ -69,11 +69,46 @@ def glob_regex(pattern: str) -> str:
     return rx
 
 
-def compile_globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    parts = [glob_regex(p) for p in patterns]
-    if not parts:
-        return None
-    return re.compile("^(?:" + "|".join(parts) + ")$", re.DOTALL)
+_GLOB_SPECIAL = frozenset("/*?[\\")
+
+
+class GlobSet:
+    """A union of path globs, matched like ``^(?:glob1|glob2|...)$`` (DOTALL), but with the
+    common ``**/NAME`` and ``**/*SUFFIX`` globs answered from the base name by a set lookup
+    and ``str.endswith``: in one big alternation each ``(?:.*/)?`` branch rescans the path,
+    and this runs for every member of every layer."""
+
+    __slots__ = ("_names", "_rx", "_suffixes")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        names: list[str] = []
+        suffixes: list[str] = []
+        rest: list[str] = []
+        for p in patterns:
+            tail = p[3:] if p.startswith("**/") else ""
+            if tail and not _GLOB_SPECIAL & set(tail):
+                names.append(tail)  # (?:.*/)?NAME$: the last component is NAME
+            elif tail[:1] == "*" and len(tail) > 1 and not _GLOB_SPECIAL & set(tail[1:]):
+                suffixes.append(tail[1:])  # (?:.*/)?[^/]*SUFFIX$
+            else:
+                rest.append(p)
+        self._names = frozenset(names)
+        self._suffixes = tuple(dict.fromkeys(suffixes))
+        parts = [glob_regex(p) for p in rest]
+        self._rx = re.compile("^(?:" + "|".join(parts) + ")$", re.DOTALL) if parts else None
+
+    def match(self, path: str) -> bool:
+        base = path[path.rfind("/") + 1 :]
+        # ``$`` also matches before a final newline: keep that for hostile names
+        for b in (base, base[:-1]) if base.endswith("\n") else (base,):
+            if b in self._names or (self._suffixes and b.endswith(self._suffixes)):
+                return True
+        return self._rx is not None and self._rx.match(path) is not None
+
+
+def compile_globs(patterns: Iterable[str]) -> GlobSet | None:
+    patterns = list(patterns)
+    return GlobSet(patterns) if patterns else None
 
 
 def value_hash(value: str | bytes) -> str:
@@ -102,8 +137,8 @@ def file_types_of(entry: Entry) -> set[str]:
 @dataclass
 class PathMatcher:
     rule: Rule
-    paths: re.Pattern[str] | None
-    exclude: re.Pattern[str] | None
+    paths: GlobSet | None
+    exclude: GlobSet | None
     names: re.Pattern[str] | None
     entry_kinds: frozenset[str]
     file_types: frozenset[str]
@@ -150,9 +185,9 @@ def _in_comment(data: bytes, pos: int) -> bool:
 @dataclass
 class ContentMatcher:
     rule: Rule
-    paths: re.Pattern[str] | None
+    paths: GlobSet | None
     file_types: frozenset[str]
-    exclude: re.Pattern[str] | None
+    exclude: GlobSet | None
     needles: tuple[bytes, ...]
     ignore_case: bool
     patterns: tuple[re.Pattern[bytes], ...]
@@ -187,11 +222,12 @@ class ContentMatcher:
     def selects(self, entry: Entry, types: set[str], any_path: bool) -> bool:
         """``any_path``: whether the union of all content rules' globs matched (a
         prefilter, so most files cost one regex match rather than one per rule)."""
-        if self.exclude is not None and self.exclude.match(entry.path):
+        # the exclusion regex last: most files are selected by no rule, so it rarely runs
+        if not (self.file_types & types) and not (
+            any_path and self.paths is not None and self.paths.match(entry.path)
+        ):
             return False
-        if self.file_types & types:
-            return True
-        return any_path and self.paths is not None and bool(self.paths.match(entry.path))
+        return self.exclude is None or not self.exclude.match(entry.path)
 
     def scan(self, data: bytes, folded: bytes | None) -> list[re.Match[bytes]]:
         if self.head_bytes and len(data) > self.head_bytes:
@@ -318,6 +354,9 @@ def line_of(data: bytes, pos: int) -> int:
     return data.count(b"\n", 0, pos) + 1
 
 
+_DEFAULT: tuple[dict[str, Rule], Indicators] | None = None
+
+
 class Indicators:
     """All compiled rules; ``scan_entry`` for layer entries, ``scan_config`` for configs."""
 
@@ -331,12 +370,32 @@ class Indicators:
             p for c in self.content for p in c.rule.params.get("paths") or ()
         )
         self._content_types = frozenset(t for c in self.content for t in c.file_types)
+        self._path_unglobbed = [m for m in self.path if m.paths is None]
         self._path_globs = compile_globs(
             p for m in self.path for p in m.rule.params.get("paths") or ()
         )
+        self._memo: tuple[str | None, bool] = (None, False)
         self.stream_needles: tuple[bytes, ...] = tuple(
             dict.fromkeys(n for c in self.content if c.whole_executables for n in c.needles)
         )
+
+    @classmethod
+    def default(cls) -> Indicators:
+        """The built-in rules, compiled once per process (the rules are immutable data)."""
+        global _DEFAULT  # noqa: PLW0603 - a one-slot cache keyed by the loaded rule set
+        loaded = rules()
+        if _DEFAULT is None or _DEFAULT[0] is not loaded:
+            _DEFAULT = (loaded, cls())
+        return _DEFAULT[1]
+
+    def _content_path_match(self, path: str) -> bool:
+        # asked twice per file (plan, then scan): remember the last answer
+        memo = self._memo
+        if memo[0] == path:
+            return memo[1]
+        hit = self._content_paths is not None and self._content_paths.match(path)
+        self._memo = (path, hit)
+        return hit
 
     def needles_for(self, entry: Entry) -> tuple[bytes, ...]:
         """Needles to search through the whole file while it streams: executables only
@@ -350,7 +409,7 @@ class Indicators:
         path and the first bytes)"""
         if entry.path in self.account_files:
             return True
-        if self._content_paths is not None and self._content_paths.match(entry.path):
+        if self._content_path_match(entry.path):
             return True
         return bool(self._content_types & file_types_of(entry))
 
@@ -373,13 +432,14 @@ class Indicators:
             )
 
         any_path = self._path_globs is not None and bool(self._path_globs.match(entry.path))
-        for pm in self.path:
+        # rules with path globs cannot match when the union of their globs did not
+        for pm in self.path if any_path else self._path_unglobbed:
             if pm.match(entry, types, any_path):
                 add(pm.rule, f"{pm.rule.title}: {entry.path}", (f"mode {entry.mode:04o}",))
         if entry.kind != "file" or not data:
             return hits
         folded: bytes | None = None
-        any_path = self._content_paths is not None and bool(self._content_paths.match(entry.path))
+        any_path = self._content_path_match(entry.path)
         for cm in self.content:
             if not cm.selects(entry, types, any_path):
                 continue
