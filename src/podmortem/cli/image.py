@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,8 +19,9 @@ from podmortem.case import ArtifactRecord, Case
 from podmortem.case.paths import safe_component
 from podmortem.errors import InputError
 from podmortem.escape import for_terminal
-from podmortem.image.limits import DEFAULT_LIMITS, Limits
-from podmortem.image.readers.runtime import Endpoints, export, parse_ref
+
+if TYPE_CHECKING:  # the image readers import YAML catalogues: load them only when used
+    from podmortem.image.limits import Limits
 
 app = typer.Typer(
     help="Container image analysis: layers, whiteouts, hidden content, indicators, packages,"
@@ -94,6 +95,8 @@ def _materialise(spec: str, case: Case | None, role: str) -> Iterator[tuple[Path
     """Give back a local path for ``spec``: a runtime reference is exported (into the case
     when there is one, else a temporary file removed afterwards); a path with --case is
     copied into the case first, so what is analysed is what is preserved."""
+    from podmortem.image.readers.runtime import Endpoints, export, parse_ref
+
     ref = parse_ref(spec)
     if ref is None:
         path = Path(spec)
@@ -152,6 +155,8 @@ def _materialise(spec: str, case: Case | None, role: str) -> Iterator[tuple[Path
 def _limits(
     scan_bytes: int | None, max_members: int | None, time_budget: float | None, verify_all: bool
 ) -> Limits:
+    from podmortem.image.limits import DEFAULT_LIMITS
+
     lim = DEFAULT_LIMITS
     if scan_bytes is not None:
         lim = replace(lim, scan_head_bytes=scan_bytes)
