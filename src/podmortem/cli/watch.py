@@ -15,7 +15,8 @@ from podmortem.errors import InputError
 SOURCE_HELP = (
     "An audit log file being appended to (rotation followed); 'webhook' (the API server's"
     " audit webhook backend posts to --listen); cloudwatch:LOG_GROUP (EKS);"
-    " loganalytics:WORKSPACE_ID (AKS); cloudlogging:PROJECT (GKE)."
+    " loganalytics:WORKSPACE_ID (AKS; with --cluster, --subscription, --resource-group);"
+    " cloudlogging:PROJECT (GKE; with --cluster, --location)."
 )
 
 
@@ -50,10 +51,24 @@ def _sources(specs: list[str], opts: dict[str, Any]) -> list[Any]:
             from podmortem.watch.sources.cloudwatch import CloudWatchSource
 
             out.append(CloudWatchSource.from_environment(arg, region=opts["region"]))
-        elif sep and kind in ("loganalytics", "cloudlogging"):
-            from podmortem.errors import CapabilityUnavailable
+        elif sep and kind == "loganalytics":
+            from podmortem.cloud.providers import azure
+            from podmortem.watch.sources.polled import log_analytics
 
-            raise CapabilityUnavailable(f"the {kind} watch source is not in this version")
+            if not (opts["cluster"] and opts["subscription"] and opts["resource_group"]):
+                raise InputError("loganalytics: needs --cluster, --subscription, --resource-group")
+            aks = azure.AksSteps(
+                azure.default_clients(opts["subscription"]), resource_group=opts["resource_group"]
+            )
+            out.append(log_analytics(aks, cluster=opts["cluster"], workspace_id=arg))
+        elif sep and kind == "cloudlogging":
+            from podmortem.cloud.providers import gcp
+            from podmortem.watch.sources.polled import cloud_logging
+
+            if not opts["cluster"]:
+                raise InputError("cloudlogging: needs --cluster")
+            gke = gcp.GkeSteps(gcp.default_clients(arg), project=arg, location=opts["location"])
+            out.append(cloud_logging(gke, cluster=opts["cluster"]))
         else:
             p = Path(spec)
             if p.exists() and not p.is_file():
@@ -125,6 +140,14 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
         str | None, typer.Option("--health", help="Serve /healthz on HOST:PORT.")
     ] = None,
     region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None,
+    subscription: Annotated[
+        str | None,
+        typer.Option("--subscription", envvar="AZURE_SUBSCRIPTION_ID", help="Azure subscription."),
+    ] = None,
+    resource_group: Annotated[
+        str | None, typer.Option("--resource-group", help="AKS cluster's resource group.")
+    ] = None,
+    location: Annotated[str | None, typer.Option("--location", help="GKE location.")] = None,
     from_end: Annotated[
         bool, typer.Option("--from-end", help="A file without saved position: start at its end.")
     ] = False,
@@ -168,6 +191,10 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
         "insecure_no_tls": insecure_no_tls,
         "region": region,
         "from_end": from_end,
+        "cluster": cluster,
+        "subscription": subscription,
+        "resource_group": resource_group,
+        "location": location,
     }
     srcs = _sources(sources, opts)
     ruleset = load_rules(builtin=not no_builtin, sigma_dirs=sigma or (), rules_dirs=rules or ())
