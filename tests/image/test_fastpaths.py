@@ -5,6 +5,7 @@ place across chunk boundaries."""
 from __future__ import annotations
 
 import io
+import posixpath
 import re
 import tarfile
 
@@ -13,8 +14,10 @@ from hypothesis import strategies as st
 
 from podmortem.image.catalog import rules
 from podmortem.image.indicators import GlobSet, glob_regex
-from podmortem.image.layers import Plan, _hash_file
+from podmortem.image.layers import Plan, _hash_file, member_path
+from podmortem.image.merge import MergedView
 from podmortem.image.model import Entry
+from podmortem.image.packages import Canon
 from podmortem.image.stream import FileHasher
 from podmortem.image.tarstream import TarWalker, _checksum_ok
 
@@ -105,3 +108,27 @@ def test_streamed_needles_are_found_at_their_first_offset(
         hasher.close()
         want = {n: content.find(n) for n in needles if n in content}
         assert dict(entry.needles_found or ()) == want
+
+
+def _member_path_plain(name: str) -> tuple[str, bool, bool]:
+    path = posixpath.normpath("/" + name)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    return path, name.startswith("/"), ".." in name.split("/")
+
+
+name_parts = st.sampled_from(["", ".", "..", "a", "b.c", "/", "./", "../", "//", "...", ".a", "\n"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(name_parts, max_size=8).map("".join))
+def test_member_path_fast_path_is_normpath(name: str) -> None:
+    assert member_path(name) == _member_path_plain(name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["/", "a", "bb", "//", "."]), max_size=6).map("".join))
+def test_canon_path_is_join_of_dirname_and_basename(path: str) -> None:
+    canon = Canon(MergedView())
+    want = posixpath.join(canon.dir(posixpath.dirname(path)), posixpath.basename(path))
+    assert canon.path(path) == want

@@ -88,11 +88,17 @@ def member_path(name: str) -> tuple[str, bool, bool]:
     (``filepath.Join("/", name)``: ``./`` prefixes dropped, ``..`` clamped at the root).
     Returns ``(path, was_absolute, had_dotdot)``."""
     absolute = name.startswith("/")
-    dotdot = ".." in name.split("/")
+    dotdot = ".." in name and ".." in name.split("/")
+    plain = "/" + (name[2:] if name.startswith("./") else name)
+    if not ("//" in plain or "/./" in plain or "/../" in plain or plain.endswith(_NOT_NORMAL)):
+        return plain, absolute, dotdot  # already normal: what normpath would return
     path = posixpath.normpath("/" + name)
     if path.startswith("//"):
         path = "/" + path.lstrip("/")
     return path, absolute, dotdot
+
+
+_NOT_NORMAL = ("/", "/.", "/..")
 
 
 def link_escapes(path: str, target: str) -> bool:

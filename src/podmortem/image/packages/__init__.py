@@ -77,7 +77,14 @@ class Canon:
         return cur
 
     def path(self, p: str) -> str:
-        return posixpath.join(self.dir(posixpath.dirname(p)), posixpath.basename(p))
+        # posixpath.join(self.dir(dirname(p)), basename(p)), spelled out: it runs for every
+        # file of every package record, twice
+        i = p.rfind("/") + 1
+        head, base = p[:i], p[i:]
+        if head and head != "/" * len(head):
+            head = head.rstrip("/")
+        d = self.dir(head)
+        return d + base if d.endswith("/") else d + "/" + base
 
 
 def build_inventory(files: Mapping[str, bytes], view: MergedView, notes: Notes) -> Inventory:
