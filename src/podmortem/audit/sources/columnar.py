@@ -17,6 +17,7 @@ and takes the parameters ``$path`` and ``$file``.
 from __future__ import annotations
 
 from podmortem.audit.sources.framing import MAX_DOCUMENT, MAX_LINE
+from podmortem.audit.sources.gke import grpc_map
 from podmortem.audit.sources.mapping import META_TYPE, json_structure
 from podmortem.audit.sources.shape import columns_literal
 
@@ -227,20 +228,20 @@ def gke(compression: str, keep_raw: bool, *, layout: str = "lines") -> str:
             "timestamp": "JSON",
         }
     )
+    # the gRPC -> HTTP mapping of grpc_status.yaml, the one the Python reader uses
+    codes = grpc_map()
     grpc = (
-        "CASE sc WHEN 0 THEN 200 WHEN 1 THEN 499 WHEN 2 THEN 500 WHEN 3 THEN 400 WHEN 4 THEN 504"
-        " WHEN 5 THEN 404 WHEN 6 THEN 409 WHEN 7 THEN 403 WHEN 8 THEN 429 WHEN 9 THEN 400"
-        " WHEN 10 THEN 409 WHEN 11 THEN 400 WHEN 12 THEN 501 WHEN 13 THEN 500 WHEN 14 THEN 503"
-        " WHEN 15 THEN 500 WHEN 16 THEN 401 ELSE 500 END"
+        "CASE sc "
+        + " ".join(f"WHEN {g} THEN {http}" for g, (http, _) in sorted(codes.items()))
+        + " ELSE 500 END"
     )
     reason = (
-        "CASE sc WHEN 0 THEN NULL WHEN 1 THEN 'Canceled' WHEN 2 THEN 'Unknown'"
-        " WHEN 3 THEN 'BadRequest' WHEN 4 THEN 'Timeout' WHEN 5 THEN 'NotFound'"
-        " WHEN 6 THEN 'AlreadyExists' WHEN 7 THEN 'Forbidden' WHEN 8 THEN 'TooManyRequests'"
-        " WHEN 9 THEN 'BadRequest' WHEN 10 THEN 'Conflict' WHEN 11 THEN 'BadRequest'"
-        " WHEN 12 THEN 'NotImplemented' WHEN 13 THEN 'InternalError'"
-        " WHEN 14 THEN 'ServiceUnavailable' WHEN 15 THEN 'InternalError'"
-        " WHEN 16 THEN 'Unauthorized' ELSE 'Unknown' END"
+        "CASE sc "
+        + " ".join(
+            f"WHEN {g} THEN " + ("'" + why.replace("'", "''") + "'" if why else "NULL")
+            for g, (_, why) in sorted(codes.items())
+        )
+        + " ELSE 'Unknown' END"
     )
     # resourceName: <group>/<version>/[namespaces/<ns>/]<resource>[/<name>[/<sub>...]]
     ns_scoped = "(len(rest) >= 3 AND rest[1] = 'namespaces')"
