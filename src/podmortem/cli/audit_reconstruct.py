@@ -37,7 +37,16 @@ IndexOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")]
-LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="Requests shown in the timeline.")]
+LimitOpt = Annotated[
+    int,
+    typer.Option(
+        "--limit",
+        min=0,
+        help="Timeline: the first and last N requests and up to N notable ones"
+        " (refused, writes, exec, secrets); the rest is counted and summarised.",
+    ),
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every request in the timeline (no --limit).")]
 
 
 def register(audit_app: typer.Typer) -> None:
@@ -81,6 +90,18 @@ def _show(res: PivotResult, as_json: bool) -> None:
         f"[bold]{res.kind}[/] {for_terminal(res.query, 300)}: {res.requests_total} request(s)"
         f" ({res.seconds:.3f} s)"
     )
+    if res.summary:
+        sm = res.summary
+
+        def _top(h: dict[str, int]) -> str:
+            return ", ".join(f"{for_terminal(k, 60)} {v}" for k, v in list(h.items())[:8])
+
+        console.print(
+            f"  {sm['first']} .. {sm['last']}; verbs: {_top(sm['verbs'])}; outcomes:"
+            f" {_top(sm['outcomes'])}; {sm['client_ip_count']} address(es),"
+            f" {sm['user_agent_count']} user agent(s), {sm['credential_count']} credential(s)"
+        )
+        console.print(f"  resources: {_top(sm['resources'])}")
     for a in res.actors[:20]:
         cloud = ", ".join(f"{k}={v[0]}" for k, v in a.cloud.items() if v)
         console.print(
@@ -149,7 +170,12 @@ def _show(res: PivotResult, as_json: bool) -> None:
             )
         console.print(table)
         if res.requests_total > len(res.timeline):
-            console.print(f"  ... {res.requests_total - len(res.timeline)} more (--limit, --json)")
+            console.print(
+                f"  {len(res.timeline)} of {res.requests_total} request(s) shown: the first and"
+                f" last {res.limit}, and {min(res.notable_total, res.limit or 0)} of"
+                f" {res.notable_total} notable; {res.requests_total - len(res.timeline)} left"
+                " out (--limit N, --all)"
+            )
 
 
 def actor_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
@@ -158,6 +184,7 @@ def actor_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     index: IndexOpt = None,
     as_json: JsonOpt = False,
     limit: LimitOpt = 50,
+    all_: AllOpt = False,
     gap: Annotated[
         int, typer.Option("--gap", min=1, help="Seconds of silence that end a session.")
     ] = 1800,
@@ -166,10 +193,10 @@ def actor_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     from podmortem.audit.reconstruct.pivots import actor
 
     with _index(case_dir, index) as con:
-        _show(actor(con, name, limit=limit, gap_s=gap), as_json)
+        _show(actor(con, name, limit=None if all_ else limit, gap_s=gap), as_json)
 
 
-def object_cmd(
+def object_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     spec: Annotated[
         str,
         typer.Argument(help="NAMESPACE/RESOURCE/NAME, or RESOURCE/NAME for cluster scope."),
@@ -178,26 +205,28 @@ def object_cmd(
     index: IndexOpt = None,
     as_json: JsonOpt = False,
     limit: LimitOpt = 50,
+    all_: AllOpt = False,
 ) -> None:
     """Every request on one object, and the lists that could have returned it."""
     from podmortem.audit.reconstruct.pivots import object_
 
     with _index(case_dir, index) as con:
-        _show(object_(con, spec, limit=limit), as_json)
+        _show(object_(con, spec, limit=None if all_ else limit), as_json)
 
 
-def credential_cmd(
+def credential_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     cid: Annotated[str, typer.Argument(help="JTI=..., X509SHA256=..., or a service-account name.")],
     case_dir: CaseOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
     limit: LimitOpt = 50,
+    all_: AllOpt = False,
 ) -> None:
     """One credential from its TokenRequest to every use, with stolen-token checks."""
     from podmortem.audit.reconstruct.pivots import credential
 
     with _index(case_dir, index) as con:
-        _show(credential(con, cid, limit=limit), as_json)
+        _show(credential(con, cid, limit=None if all_ else limit), as_json)
 
 
 def timeline_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option

@@ -196,3 +196,99 @@ def test_service_account_pivot_without_credential_ids_finds_its_token_request(
     assert chain["issue_link"] == "service-account-and-time"
     assert chain["issued"]["requester"].startswith("system:node:")
     assert {u["client_ip"] for u in chain["uses"] if u["misused"]} == {scenarios.ATTACKER_IP}
+
+
+def _event(i: int, verb: str, resource: str, name: str, code: int, *, sub: str = "") -> str:
+    ts = f"2024-05-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000Z"
+    ref: dict[str, Any] = {"resource": resource, "namespace": "kube-system", "name": name}
+    if sub:
+        ref["subresource"] = sub
+    return json.dumps(
+        {
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Metadata",
+            "auditID": f"busy-{i:05d}",
+            "stage": "ResponseComplete",
+            "requestURI": f"/api/v1/namespaces/kube-system/{resource}/{name}",
+            "verb": verb,
+            "user": {"username": "system:kube-scheduler"},
+            "sourceIPs": ["10.0.0.2"],
+            "userAgent": "kube-scheduler/v1.29",
+            "objectRef": ref,
+            "responseStatus": {"code": code},
+            "requestReceivedTimestamp": ts,
+            "stageTimestamp": ts,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def busy_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busy actor: 300 lease reads, and in their middle a refused request, a secret
+    read and an exec, which a cut timeline must still show."""
+    folder = tmp_path_factory.mktemp("busy")
+    lines = [_event(i, "get", "leases", "kube-scheduler", 200) for i in range(300)]
+    lines[150] = _event(150, "get", "secrets", "token", 403)
+    lines[151] = _event(151, "get", "secrets", "token", 200)
+    lines[152] = _event(152, "create", "pods", "web", 101, sub="exec")
+    src = folder / "busy.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = folder / "index.duckdb"
+    con = duckdb.connect(str(path))
+    load(con, [src])
+    con.close()
+    return path
+
+
+def test_limit_keeps_first_last_and_notable_and_counts_the_rest(busy_index: Path) -> None:
+    doc = _cli(
+        "audit", "actor", "system:kube-scheduler", "--index", str(busy_index), "--limit", "5"
+    )
+    ids = [r["audit_id"] for r in doc["timeline"]]
+    first = [f"busy-{i:05d}" for i in range(5)]
+    last = [f"busy-{i:05d}" for i in range(295, 300)]
+    notable = ["busy-00150", "busy-00151", "busy-00152"]
+    assert ids == first + notable + last  # in time order
+    assert doc["requests_total"] == 300
+    assert doc["timeline_shown"] == 13
+    assert doc["timeline_omitted"] == 287
+    assert doc["timeline_limit"] == 5
+    assert doc["notable_total"] == 3
+    # What the timeline leaves out is still counted.
+    sm = doc["summary"]
+    assert sm["verbs"] == {"get": 299, "create": 1}
+    assert sm["resources"] == {"leases": 297, "secrets": 2, "pods": 1}
+    assert sm["outcomes"] == {"allowed": 299, "forbidden": 1}
+    assert sm["client_ips"] == {"10.0.0.2": 300}
+    assert sm["first"].startswith("2024-05-01T00:00:00")
+    assert sm["last"].startswith("2024-05-01T00:04:59")
+
+
+def test_notable_requests_are_cut_too_and_all_shows_everything(busy_index: Path) -> None:
+    doc = _cli(
+        "audit", "actor", "system:kube-scheduler", "--index", str(busy_index), "--limit", "1"
+    )
+    assert [r["audit_id"] for r in doc["timeline"]] == ["busy-00000", "busy-00150", "busy-00299"]
+    assert doc["notable_total"] == 3
+    assert doc["timeline_omitted"] == 297
+    doc = _cli("audit", "actor", "system:kube-scheduler", "--index", str(busy_index), "--all")
+    assert doc["timeline_shown"] == 300
+    assert doc["timeline_omitted"] == 0
+    assert doc["timeline_limit"] is None
+    res = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            "object",
+            "kube-system/leases/kube-scheduler",
+            "--index",
+            str(busy_index),
+            "--limit",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())  # the console wraps long lines
+    assert "4 of 297 request(s) shown" in out
+    assert "293 left out" in out

@@ -151,7 +151,8 @@ def actors(
                list_slice(list(DISTINCT credential_id) FILTER (credential_id IS NOT NULL),
                           1, {MAX_LIST}),
                list_slice(list(DISTINCT user_uid) FILTER (user_uid IS NOT NULL), 1, {MAX_LIST}),
-               list_slice(list_distinct(flatten(list(coalesce(user_groups, [])))), 1, {MAX_LIST}),
+               list_slice(list_distinct(flatten(list(DISTINCT coalesce(user_groups, [])))),
+                          1, {MAX_LIST}),
                list_distinct(list(provider) FILTER (provider IS NOT NULL)),
                list_slice(list(DISTINCT impersonated) FILTER (impersonated IS NOT NULL),
                           1, {MAX_LIST})
@@ -202,10 +203,12 @@ def _cloud(con: duckdb.DuckDBPyConnection, table: str, found: list[Actor]) -> No
     # Row ids first (one column, filter pushed into the scan), JSON only for those rows.
     anonymous = " OR username IS NULL" if "" in names else ""
     rows = con.execute(
-        f"""SELECT coalesce(username, ''), {picks} FROM "{table}"
-        WHERE rowid IN (SELECT rowid FROM "{table}"
-                        WHERE username IN (SELECT unnest(?::VARCHAR[])){anonymous})
-          AND user_extra IS NOT NULL
+        f"""SELECT username, {picks} FROM (
+            -- Each distinct document parsed once: a controller sends the same one all day.
+            SELECT DISTINCT coalesce(username, '') AS username, user_extra FROM "{table}"
+            WHERE rowid IN (SELECT rowid FROM "{table}"
+                            WHERE username IN (SELECT unnest(?::VARCHAR[])){anonymous})
+              AND user_extra IS NOT NULL)
         GROUP BY ALL""",
         [names],
     ).fetchall()

@@ -97,6 +97,12 @@ class PivotResult:
     query: str
     requests_total: int = 0
     timeline: list[Request] = field(default_factory=list)
+    # How the timeline was cut: ``limit`` first and ``limit`` last requests plus up to
+    # ``limit`` notable ones (None: every request); the rest is counted, never dropped
+    # silently, and ``summary`` aggregates all of them.
+    limit: int | None = DEFAULT_LIMIT
+    notable_total: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
     actors: list[Actor] = field(default_factory=list)
     sessions: list[Session] = field(default_factory=list)
     sessions_total: int = 0
@@ -112,6 +118,10 @@ class PivotResult:
             "requests_total": self.requests_total,
             "timeline": [r.to_dict() for r in self.timeline],
             "timeline_shown": len(self.timeline),
+            "timeline_omitted": max(0, self.requests_total - len(self.timeline)),
+            "timeline_limit": self.limit,
+            "notable_total": self.notable_total,
+            "summary": self.summary,
             "actors": [a.to_dict() for a in self.actors],
             "sessions": [s.to_dict() for s in self.sessions],
             "sessions_total": self.sessions_total,
@@ -141,13 +151,17 @@ def _narrow(
     _check_table(con, table)
     if fresh(con, table):
         ids = " UNION ".join(f"SELECT rowid FROM main.{REQUESTS} WHERE {w}" for w, _ in derived)
-        sql = f"SELECT * FROM main.{REQUESTS} WHERE rowid IN ({ids})"
+        sql = f"SELECT {_KEPT} FROM main.{REQUESTS} WHERE rowid IN ({ids})"
         params = [p for _, ps in derived for p in ps]
     else:
-        sql, params = select_requests(table, where[0]), where[1]
+        sql, params = f"SELECT {_KEPT} FROM ({select_requests(table, where[0])})", where[1]
     con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {sql}", params)
     row = con.execute(f"SELECT count(*) FROM {into}").fetchone()
     return int(row[0]) if row else 0
+
+
+# The columns no pivot step reads are not copied (a busy subject has 176k requests).
+_KEPT = "* EXCLUDE (received, source_ips, stage, level, obj_api_group)"
 
 
 def _check_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -164,16 +178,38 @@ def _check_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
         )
 
 
-def _timeline(con: duckdb.DuckDBPyConnection, limit: int) -> list[Request]:
-    rows = con.execute(
-        f"""
-        SELECT ts, rid, actor, actor_class, client_ip, user_agent, verb, {object_label()},
-               {outcome()}, response_code, exec_command, credential_id,
-               coalesce(source_file, '?') || ':' || coalesce(CAST(source_line AS VARCHAR), '?')
-        FROM {PIVOT} ORDER BY ts, rid LIMIT ?
-        """,
-        [max(0, int(limit))],
-    ).fetchall()
+# A request an investigator must see even in a busy subject's timeline: refused or failed,
+# anything but a read, a shell (exec/attach/port-forward), or a secret.
+_NOTABLE = (
+    "(coalesce(response_code, 0) >= 400 OR coalesce(verb, '') NOT IN ('get', 'list', 'watch')"
+    " OR obj_subresource IN ('exec', 'attach', 'portforward') OR obj_resource = 'secrets')"
+)
+_TIMELINE_COLUMNS = f"""ts, rid, actor, actor_class, client_ip, user_agent, verb, {object_label()},
+    {outcome()}, response_code, exec_command, credential_id,
+    coalesce(source_file, '?') || ':' || coalesce(CAST(source_line AS VARCHAR), '?')"""
+
+
+def _timeline(con: duckdb.DuckDBPyConnection, limit: int | None) -> tuple[list[Request], int]:
+    """The first and last ``limit`` requests and up to ``limit`` notable ones, in time
+    order (all of them when ``limit`` is None), and how many requests are notable. Three
+    top-N queries: no sort of a busy subject's every request."""
+    notable_row = con.execute(f"SELECT count(*) FROM {PIVOT} WHERE {_NOTABLE}").fetchone()
+    notable = int(notable_row[0]) if notable_row else 0
+    if limit is None:
+        sql, params = f"SELECT {_TIMELINE_COLUMNS} FROM {PIVOT} ORDER BY ts, rid", []
+    else:
+        n = max(0, int(limit))
+        sql = f"""
+        WITH pick AS (
+            (SELECT row_id FROM {PIVOT} ORDER BY ts, rid LIMIT ?)
+            UNION (SELECT row_id FROM {PIVOT} ORDER BY ts DESC, rid DESC LIMIT ?)
+            UNION (SELECT row_id FROM {PIVOT} WHERE {_NOTABLE} ORDER BY ts, rid LIMIT ?)
+        )
+        SELECT {_TIMELINE_COLUMNS} FROM {PIVOT} WHERE row_id IN (SELECT row_id FROM pick)
+        ORDER BY ts, rid
+        """
+        params = [n, n, n]
+    rows = con.execute(sql, params).fetchall()
     return [
         Request(
             time=r[0].isoformat() if r[0] else None,
@@ -191,7 +227,45 @@ def _timeline(con: duckdb.DuckDBPyConnection, limit: int) -> list[Request]:
             source=str(r[12]),
         )
         for r in rows
-    ]
+    ], notable
+
+
+def _summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Every request of the pivot, aggregated in one pass: what the cut timeline leaves out
+    is still counted here (by verb, resource, outcome, address, user agent)."""
+    row = con.execute(
+        f"""
+        SELECT min(ts), max(ts), histogram(verb), histogram(obj_resource), histogram({outcome()}),
+               histogram(client_ip), count(DISTINCT client_ip),
+               list_slice(list(DISTINCT user_agent) FILTER (user_agent IS NOT NULL), 1, 50),
+               count(DISTINCT user_agent), count(DISTINCT credential_id),
+               list_slice(list(DISTINCT credential_id) FILTER (credential_id IS NOT NULL), 1, 50)
+        FROM {PIVOT}
+        """
+    ).fetchone()
+    if row is None or row[0] is None:
+        return {}
+
+    def top(h: dict[Any, Any] | None, k: int = 50) -> dict[str, int]:
+        items = sorted(
+            ((str(a), int(b)) for a, b in (h or {}).items() if a is not None),
+            key=lambda x: (-x[1], x[0]),
+        )
+        return dict(items[:k])
+
+    return {
+        "first": row[0].isoformat(),
+        "last": row[1].isoformat() if row[1] else None,
+        "verbs": top(row[2]),
+        "resources": top(row[3]),
+        "outcomes": top(row[4]),
+        "client_ips": top(row[5]),
+        "client_ip_count": int(row[6]),
+        "user_agents": sorted(str(x) for x in row[7] or []),
+        "user_agent_count": int(row[8]),
+        "credential_count": int(row[9]),
+        "credentials": sorted(str(x) for x in row[10] or []),
+    }
 
 
 def _name(value: str, what: str) -> str:
@@ -207,7 +281,7 @@ def actor(
     name: str,
     *,
     table: str = TABLE,
-    limit: int = DEFAULT_LIMIT,
+    limit: int | None = DEFAULT_LIMIT,
     gap_s: int = DEFAULT_GAP_S,
 ) -> PivotResult:
     """Who NAME is, every session, each credential presented and followed, what it reached."""
@@ -227,7 +301,9 @@ def actor(
         where, derived = ("username = ?", [name]), [("actor = ?", [name])]
     res = PivotResult("actor", name)
     res.requests_total = _narrow(con, table, where, derived)
-    res.timeline = _timeline(con, limit)
+    res.limit = limit
+    res.timeline, res.notable_total = _timeline(con, limit)
+    res.summary = _summary(con)
     res.actors, _ = actors(con, table, PIVOT)
     res.sessions, res.sessions_total = sessions(con, PIVOT, where="TRUE", params=[], gap_s=gap_s)
     creds = [
@@ -272,7 +348,11 @@ def parse_object(spec: str) -> tuple[str | None, str, str]:
 
 
 def object_(
-    con: duckdb.DuckDBPyConnection, spec: str, *, table: str = TABLE, limit: int = DEFAULT_LIMIT
+    con: duckdb.DuckDBPyConnection,
+    spec: str,
+    *,
+    table: str = TABLE,
+    limit: int | None = DEFAULT_LIMIT,
 ) -> PivotResult:
     """Every request on the object (any subresource), who made them, and the list/watch
     requests that could have returned it without naming it."""
@@ -285,7 +365,9 @@ def object_(
     res.requests_total = _narrow(
         con, table, (same, [resource, name, ns]), [(same, [resource, name, ns])]
     )
-    res.timeline = _timeline(con, limit)
+    res.limit = limit
+    res.timeline, res.notable_total = _timeline(con, limit)
+    res.summary = _summary(con)
     res.actors, _ = actors(con, table, PIVOT)
     rows = con.execute(
         f"""
@@ -320,7 +402,11 @@ def _ts() -> str:
 
 
 def credential(
-    con: duckdb.DuckDBPyConnection, cid: str, *, table: str = TABLE, limit: int = DEFAULT_LIMIT
+    con: duckdb.DuckDBPyConnection,
+    cid: str,
+    *,
+    table: str = TABLE,
+    limit: int | None = DEFAULT_LIMIT,
 ) -> PivotResult:
     """The credential's issuance, every use by anyone, and whether each use came from where
     the credential is bound. ``cid`` is a KEP-4193 ID (``JTI=...``, ``X509SHA256=...``) or,
@@ -355,6 +441,8 @@ def credential(
         derived.append((issuance_sql, [ns, sa]))
     res.requests_total = _narrow(con, table, (base + ")", base_params), derived)
     res.credentials = follow(con, table, PIVOT, only=cid)
-    res.timeline = _timeline(con, limit) if limit else []
+    res.limit = limit
+    res.timeline, res.notable_total = _timeline(con, limit)
+    res.summary = _summary(con)
     res.seconds = time.perf_counter() - t0
     return res
