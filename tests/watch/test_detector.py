@@ -116,3 +116,20 @@ def test_pod_named_by_a_finding() -> None:
     assert pod_of(f("secrets default/db")) is None
     assert pod_of(f("pods/exec default/web-1 ; rm -rf /")) is None
     assert pod_of(f("pods/exec ../../etc/passwd")) is None
+
+
+def test_window_is_bounded_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from podmortem.watch import detector
+
+    monkeypatch.setattr(detector, "MAX_WINDOW_ROWS", 100)
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{tmp_path / 'st.duckdb'}' AS st")
+    det = IncrementalDetector(con, RULES, scratch=tmp_path)
+    res = det.process(lines(burst(1200, pods=4)), source="t", offset=0)
+    con.execute("BEGIN")
+    det.persist()
+    con.execute("COMMIT")
+    assert res.window_rows <= 100
+    assert any(c.kind == "watch-window-capped" for c in res.caveats)
+    n = con.execute("SELECT count(*) FROM st.watch_window").fetchone()
+    assert n is not None and n[0] <= 100

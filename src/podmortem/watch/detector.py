@@ -43,6 +43,9 @@ WINDOW = "watch_window"
 CORR_HITS = "watch_corr_hits"
 WINDOW_SLACK_S = 60.0
 MIN_WINDOW_S = 300.0
+# Rule hits kept for correlations: bounded even when a noisy rule hits everything inside
+# the window (the oldest go first, and the chunk says so).
+MAX_WINDOW_ROWS = 1_000_000
 # The dedup identity of an event: auditID + stage (the loader's own key); events without an
 # auditID fall back to a digest of the fields that make them what they are.
 IDENT_SQL = (
@@ -201,7 +204,17 @@ class IncrementalDetector:
         found = list(engine.findings)
         found += self._correlate()
         self._merge(found, res)
+        self._capped = 0
         self._expire()
+        if self._capped:
+            res.caveats.append(
+                Caveat(
+                    "watch-window-capped",
+                    f"the correlation window held more than {MAX_WINDOW_ROWS} rule hits; the"
+                    f" oldest {self._capped} were dropped before their time",
+                    None,
+                )
+            )
         res.window_rows = self._count(WINDOW)
         return res
 
@@ -296,6 +309,20 @@ class IncrementalDetector:
             f"DELETE FROM {WINDOW} WHERE coalesce(stage_timestamp, request_received) < ?",
             [self._horizon],
         )
+        over = self._count(WINDOW) - MAX_WINDOW_ROWS
+        if over > 0:
+            cut = con.execute(
+                f"SELECT coalesce(stage_timestamp, request_received) AS t FROM {WINDOW}"
+                " ORDER BY t NULLS FIRST LIMIT 1 OFFSET ?",
+                [over],
+            ).fetchone()
+            if cut is not None and cut[0] is not None:
+                self._horizon = max(self._horizon, cut[0])
+                con.execute(
+                    f"DELETE FROM {WINDOW} WHERE coalesce(stage_timestamp, request_received) < ?",
+                    [self._horizon],
+                )
+                self._capped = over
         con.execute(
             f"DELETE FROM watch_window_hits WHERE ident NOT IN (SELECT ident FROM {WINDOW})"
         )
