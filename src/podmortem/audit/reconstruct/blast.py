@@ -94,7 +94,10 @@ def blast_radius(
     rows = con.execute(
         f"""
         WITH mine AS (
-            SELECT * FROM {requests} r WHERE {_match("r.")}
+            -- Only the columns read below: this CTE is used twice, so it is materialised.
+            SELECT row_id, actor, client_ip, verb, obj_resource, obj_subresource,
+                   obj_namespace, obj_name, request_uri, response_code
+            FROM {requests} r WHERE {_match("r.")}
         ), named AS (
             SELECT m.row_id, json_extract_string(e.request_object, '$.metadata.name') AS name
             FROM mine m JOIN "{table}" e ON e.rowid = m.row_id
