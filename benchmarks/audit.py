@@ -152,7 +152,7 @@ def _rules(sigma_only: bool) -> Any:
 
 
 def measure_podmortem(paths: list[Path], sigma_only: bool = False) -> dict[str, Any]:
-    """What ``analyze`` does: DuckDB under a memory limit with a spill folder, the readers,
+    """What ``analyze`` does: a scratch DuckDB file under a memory limit, the readers,
     then every rule and correlation once over everything. Each file is loaded (and timed)
     in turn into the same table, so per-source load rates come from the same run."""
     import duckdb
@@ -163,7 +163,7 @@ def measure_podmortem(paths: list[Path], sigma_only: bool = False) -> dict[str, 
 
     rules = _rules(sigma_only)
     with tempfile.TemporaryDirectory(prefix="podmortem-bench-db-") as scratch:
-        con = duckdb.connect()
+        con = duckdb.connect(str(Path(scratch) / "events.duckdb"))
         con.execute("SET temp_directory = ?", [scratch])
         con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
         per_file: dict[str, dict[str, float]] = {}
