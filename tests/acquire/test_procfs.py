@@ -95,7 +95,14 @@ def test_container_pids_by_pid_namespace_with_nspid(
     make_ns_target: Callable[..., NsTarget],
 ) -> None:
     t = make_ns_target(f"{SLEEP} 300 & {SLEEP} 301 & touch $READY; exec {SLEEP} 302")
-    wait_for(lambda: len(procfs.container_pids(t.pid)[0]) == 3)
+
+    def settled() -> bool:
+        # Three processes, and the namespace's init has exec'd sleep (before that it is
+        # still the shell: under load the exec can lag the two background sleeps).
+        pids = procfs.container_pids(t.pid)[0]
+        return len(pids) == 3 and procfs.read_process(t.pid, btime=0.0).cmdline == [SLEEP, "302"]
+
+    wait_for(settled)
     pids, how = procfs.container_pids(t.pid)
     assert how == "pid-namespace"
     recs = [procfs.read_process(p, btime=procfs.boot_time()) for p in pids]

@@ -161,12 +161,19 @@ def test_memory_dump_finds_a_planted_marker() -> None:
     if os.geteuid() != 0:
         pytest.skip("reading another process's memory needs root")
     marker = "PODMORTEM-MARKER-" + os.urandom(8).hex()
+    # The child says when the marker is in its memory: a fixed sleep races a slow start.
     p = subprocess.Popen(
-        [sys.executable, "-c", f"x = {marker!r} * 3; import time; time.sleep(30)"],
-        stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            f"x = {marker!r} * 3; import time; print('ready', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        time.sleep(0.5)
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "ready"
         chunks: list[bytes] = []
         regions, total, complete = memory.dump(p.pid, chunks.append)
         dumped = b"".join(chunks)
@@ -178,6 +185,8 @@ def test_memory_dump_finds_a_planted_marker() -> None:
     finally:
         p.kill()
         p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
 
 
 def test_parse_maps() -> None:
