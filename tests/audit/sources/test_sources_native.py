@@ -162,3 +162,45 @@ def test_mistyped_field_is_kept_in_raw(read, tmp_path: Path, keep_raw: bool) -> 
     # without keep_raw DuckDB's typed reader refuses the file; the Python route reads it and
     # says which field it could not type (with keep_raw the value is only in raw)
     assert any(c.kind == "field-type" for c in result.caveats) is not keep_raw
+
+
+def test_refused_staging_batch_is_loaded_in_halves(
+    read, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When DuckDB refuses a whole staged batch (e.g. over its memory limit), the batch is
+    loaded in halves, not record by record, and only a record refused alone is reported."""
+    import duckdb
+
+    from podmortem.audit.sources import staging
+
+    calls: list[int] = []
+    real = staging.Stager._insert
+
+    def refusing(self: staging.Stager, path: Path, *, lenient: bool = False) -> None:
+        lines = path.read_bytes().splitlines()
+        calls.append(len(lines))
+        # refuse any part of more than 8 records, and the record of auditID "n13" alone
+        if len(lines) > 8 or any(b'"n13"' in ln for ln in lines):
+            raise duckdb.InvalidInputException("refused")
+        real(self, path, lenient=lenient)
+
+    monkeypatch.setattr(staging.Stager, "_insert", refusing)
+    p = tmp_path / "many.jsonl"
+    events = [
+        {
+            "kind": "Event",
+            "auditID": f"n{i}",
+            "stage": "ResponseComplete",
+            "verb": "get",
+            "requestURI": f"/api/v1/pods/{i}",
+        }
+        for i in range(100)
+    ]
+    p.write_text("".join(json.dumps(e) + "\n" for e in events))
+    result, rows = read(p, native_fast=False)
+    assert sorted(int(r["audit_id"][1:]) for r in rows) == [i for i in range(100) if i != 13]
+    assert sorted(r["source_line"] for r in rows) == [i + 1 for i in range(100) if i != 13]
+    unloadable = [c for c in result.caveats if c.kind == "unloadable"]
+    assert len(unloadable) == 1
+    assert "line 14" in str(unloadable[0].to_dict())
+    assert len(calls) < 60  # not one load per record

@@ -94,7 +94,9 @@ def insert_sql(table: str, source: str) -> str:
     return f'INSERT INTO "{table}" SELECT\n  {select}\nFROM ({source})'
 
 
-def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") -> str:
+def native_source(
+    *, keep_raw: bool, compression: str, envelope: str = "jsonl", typed: bool = False
+) -> str:
     """Relation over a native JSONL file (parameters ``$path``, ``$file``).
 
     With ``keep_raw`` each line is read as JSON text (kept in ``raw``) and transformed into
@@ -103,25 +105,40 @@ def native_source(*, keep_raw: bool, compression: str, envelope: str = "jsonl") 
     it DuckDB's typed reader is used, about twice as fast, which refuses a mistyped file
     outright (the Python route then reads it and reports the field); ``raw`` is NULL and
     the file and line locate the original.
+
+    ``typed`` with ``keep_raw``: the typed reader gives ``e`` and the JSON-objects reader
+    gives ``raw``, side by side (``POSITIONAL JOIN``: both split the file into the same
+    records, blank lines skipped alike). It parses each line once instead of twice (about
+    twice as fast) but, like the typed reader alone, refuses a whole file in which some
+    field has the wrong type; the caller then uses the form without ``typed``.
     """
     meta = (
         f"CAST({{'provider': 'native', 'envelope': '{envelope}', 'cluster': NULL, "
         f"'line': NULL, 'truncated': false, 'exec_command': NULL}} AS {META_TYPE})"
     )
+    objects = (
+        f"read_ndjson_objects($path::VARCHAR, compression='{compression}',"
+        f" maximum_object_size={MAX_LINE})"
+    )
+    typed_reader = (
+        f"read_json($path::VARCHAR, format='newline_delimited', records=true,"
+        f" compression='{compression}', maximum_object_size={MAX_LINE},"
+        f" columns={EVENT_COLUMNS})"
+    )
+    if keep_raw and typed:
+        return (
+            f"SELECT t AS e, {meta} AS m, o.json AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
+            f" row_number() OVER () AS n FROM {typed_reader} t POSITIONAL JOIN {objects} o"
+        )
     if keep_raw:
         struct = _json_structure()
         return (
             f"SELECT json_transform(json, '{struct}') AS e, {meta} AS m, json AS r,"  # noqa: S608 - plain identifiers, values bound
-            f" $file::VARCHAR AS f, row_number() OVER () AS n"
-            f" FROM read_ndjson_objects($path::VARCHAR, compression='{compression}',"
-            f" maximum_object_size={MAX_LINE})"
+            f" $file::VARCHAR AS f, row_number() OVER () AS n FROM {objects}"
         )
     return (
         f"SELECT t AS e, {meta} AS m, NULL::JSON AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
-        f" row_number() OVER () AS n"
-        f" FROM read_json($path::VARCHAR, format='newline_delimited', records=true,"
-        f" compression='{compression}', maximum_object_size={MAX_LINE},"
-        f" columns={EVENT_COLUMNS}) t"
+        f" row_number() OVER () AS n FROM {typed_reader} t"
     )
 
 

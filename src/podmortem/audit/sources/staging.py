@@ -120,16 +120,42 @@ class Stager:
             self._one_by_one(self.path)
 
     def _one_by_one(self, batch: Path) -> None:
-        """Last resort, never expected: load records singly and report any DuckDB refuses."""
-        single = batch.with_suffix(".one")
+        """Last resort, never expected: DuckDB refused the whole batch even leniently (a
+        record it cannot load, or the batch exceeds its memory limit). Load it in halves,
+        halving again only the parts that are refused, so one bad record costs a few dozen
+        loads instead of one per record, and a memory limit is met by smaller parts; a
+        single record still refused is reported."""
+        offsets = [0]
+        with batch.open("rb") as src:
+            for line in src:
+                offsets.append(offsets[-1] + len(line))
+        part = batch.with_suffix(".part")
         try:
             with batch.open("rb") as src:
-                for line in src:
-                    single.write_bytes(line)
+                # a stack of (first, end) line ranges, in file order
+                todo = [(0, len(offsets) - 1)]
+                while todo:
+                    first, end = todo.pop()
+                    if first >= end:
+                        continue
+                    src.seek(offsets[first])
+                    with part.open("wb") as out:
+                        left = offsets[end] - offsets[first]
+                        while left:
+                            block = src.read(min(left, 1 << 20))
+                            if not block:
+                                break
+                            out.write(block)
+                            left -= len(block)
                     try:
-                        self._insert(single, lenient=True)
+                        self._insert(part, lenient=True)
                     except mapping.DUCKDB_ERRORS as exc:
-                        rec = orjson.loads(line)
+                        if end - first > 1:
+                            mid = (first + end) // 2
+                            todo.extend(((mid, end), (first, mid)))
+                            continue
+                        src.seek(offsets[first])
+                        rec = orjson.loads(src.read(offsets[end] - offsets[first]))
                         self.tally.caveat(
                             "unloadable",
                             f"record could not be loaded: {str(exc).splitlines()[0][:160]}",
@@ -137,7 +163,7 @@ class Stager:
                             tuple(str(x) for x in rec.get("l") or ()),
                         )
         finally:
-            single.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._out.close()
