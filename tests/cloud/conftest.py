@@ -15,34 +15,6 @@ from podmortem.case import Case
 from .k8s_server import FakeKube
 
 
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    pytest.importorskip("moto")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    import requests
-
-    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    # moto answers APIs it lacks with an HTML 500; do not spend seconds retrying it.
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return moto_url
-
-
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
     server = FakeKube()

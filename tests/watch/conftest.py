@@ -1,42 +1,13 @@
 """Helpers for the watch tests. ``burst.py`` beside this file makes synthetic audit events;
-moto's real server stands in for CloudWatch Logs (boto3 reaches it through
-AWS_ENDPOINT_URL)."""
+moto's real server (``moto_url``/``aws_env`` in tests/conftest.py) stands in for CloudWatch
+Logs."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    pytest.importorskip("moto")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    import requests
-
-    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return moto_url
 
 
 # --- the harness fixtures of tests/integration/conftest.py (real engines) -----------------
