@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from podmortem.audit.dialect import DUCKDB, Dialect
 from podmortem.audit.fieldmap import sql_string
 from podmortem.findings import Severity
 
@@ -75,29 +76,35 @@ class ActorPolicy:
                 return c.name
         return self.default
 
-    def sql(self, username: str = '"username"', groups: str = '"user_groups"') -> str:
-        """A DuckDB expression giving the class name for each row."""
+    def sql(
+        self,
+        username: str = '"username"',
+        groups: str = '"user_groups"',
+        *,
+        dialect: Dialect = DUCKDB,
+    ) -> str:
+        """A DuckDB (or Spark SQL) expression giving the class name for each row."""
         whens = []
+        lit = dialect.string
         for c in self.classes:
-            conds = [_username_sql(username, p) for p in c.usernames]
+            conds = [_username_sql(username, p, dialect) for p in c.usernames]
             if c.groups:
-                glist = ", ".join(sql_string(g) for g in c.groups)
-                conds.append(f"list_has_any(coalesce({groups}, []), [{glist}])")
+                conds.append(dialect.has_any(groups, c.groups))
             if conds:
-                whens.append(f"WHEN {' OR '.join(conds)} THEN {sql_string(c.name)}")
-        return f"(CASE {' '.join(whens)} ELSE {sql_string(self.default)} END)"
+                whens.append(f"WHEN {' OR '.join(conds)} THEN {lit(c.name)}")
+        return f"(CASE {' '.join(whens)} ELSE {lit(self.default)} END)"
 
     def adjust(self, level: Severity, actor_class: str) -> Severity:
         shifted = int(level) + self.severity_shift.get(actor_class, 0)
         return Severity(max(int(Severity.INFORMATIONAL), min(int(Severity.CRITICAL), shifted)))
 
 
-def _username_sql(col: str, pattern: str) -> str:
+def _username_sql(col: str, pattern: str, dialect: Dialect = DUCKDB) -> str:
     user = f"coalesce({col}, '')"
     if "*" not in pattern:
-        return f"{user} = {sql_string(pattern)}"
+        return f"{user} = {sql_string(pattern, dialect)}"
     like = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
-    return f"{user} LIKE {sql_string(like)} ESCAPE '\\'"
+    return dialect.like(user, like, ci=False)
 
 
 @cache

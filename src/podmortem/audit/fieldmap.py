@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from podmortem.audit.dialect import DUCKDB, Dialect, Step, UnsafeLiteralError
 from podmortem.errors import InputError
 
 Kind = Literal["scalar", "list"]
@@ -33,11 +34,12 @@ class UnknownFieldError(InputError):
     """A rule names a field that has no place in the normalized audit event."""
 
 
-def sql_string(value: str) -> str:
+def sql_string(value: str, dialect: Dialect = DUCKDB) -> str:
     """A SQL string literal. NUL cannot be represented and is refused."""
-    if "\x00" in value:
-        raise UnknownFieldError("NUL character in a rule value")
-    return "'" + value.replace("'", "''") + "'"
+    try:
+        return dialect.string(value)
+    except UnsafeLiteralError as exc:
+        raise UnknownFieldError(str(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,13 @@ class _JsonRoot:
 class FieldMap:
     """Resolves Sigma field names; built from ``fields.yml`` (or another mapping dict)."""
 
-    def __init__(self, data: dict[str, Any], computed: dict[str, FieldExpr] | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        computed: dict[str, FieldExpr] | None = None,
+        dialect: Dialect = DUCKDB,
+    ) -> None:
+        self.dialect = dialect
         # Fields computed from others (the actor class, from the actor policy).
         self.computed: dict[str, FieldExpr] = dict(computed or {})
         self.columns: dict[str, _Column] = {
@@ -99,8 +107,23 @@ class FieldMap:
         self.aliases: dict[str, str] = dict(data.get("aliases", {}))
 
     @classmethod
-    def default(cls) -> FieldMap:
-        return _default_map()
+    def default(cls, dialect: str = "duckdb") -> FieldMap:
+        """The built-in mapping; ``dialect="spark"`` writes Spark SQL (a new map each call:
+        the Spark dialect numbers its lambda variables)."""
+        if dialect == "duckdb":
+            return _default_map()
+        if dialect == "spark":
+            from podmortem.audit.actors import ActorPolicy
+            from podmortem.audit.dialect import spark
+
+            d = spark()
+            actor = FieldExpr(
+                ActorPolicy.default_policy().sql(
+                    d.ident("username"), d.ident("user_groups"), dialect=d
+                )
+            )
+            return FieldMap(_default_data(), {"actorClass": actor}, dialect=d)
+        raise ValueError(f"unknown SQL dialect {dialect!r}")
 
     # ------------------------------------------------------------------ resolving
 
@@ -120,7 +143,7 @@ class FieldMap:
         if name in self.columns:
             col = self.columns[name]
             return FieldExpr(
-                f'"{col.column}"',
+                self.dialect.ident(col.column),
                 "list" if col.is_list else "scalar",
                 col.type,
                 lowercase=col.lowercase,
@@ -135,48 +158,54 @@ class FieldMap:
                 # pod spec, all found in one parse of the request body
                 return self._pod_arrays([t[1] for t in first], rest)
             parts = [self._resolve(f"{p}.{rest}", depth + 1) for p in targets]
-            return _union(parts)
+            return self._union(parts)
         if head == "podSpec" and rest:
             return self._pod_field(rest)
         for root_name, root in self.json_roots.items():
             if name == root_name:
                 # The whole object as JSON text, for |contains and |re over a body whose
                 # keys are not known in advance (ConfigMap data, labels with dots).
-                return FieldExpr(f'CAST("{root.column}" AS VARCHAR)')
+                return FieldExpr(self.dialect.to_text(self.dialect.ident(root.column)))
             if name.startswith(root_name + "."):
                 sub = name[len(root_name) + 1 :]
                 if root.single_key:
-                    path = "$." + _quote_key(sub) + ("[*]" if root.is_list else "")
+                    _quote_key(sub)  # refuses what cannot be quoted
                     kind: Kind = "list" if root.is_list else "scalar"
-                    return FieldExpr(f"json_extract_string(\"{root.column}\", '{path}')", kind)
-                return self._json_path(f'"{root.column}"', sub)
+                    return FieldExpr(
+                        self.dialect.json_value(
+                            self.dialect.ident(root.column), [(sub, root.is_list)]
+                        ),
+                        kind,
+                    )
+                return self._json_path(self.dialect.ident(root.column), sub)
         raise UnknownFieldError(f"unknown field {name!r}")
 
-    def _json_path(self, json_sql: str, dotted: str) -> FieldExpr:
-        path = "$"
-        is_list = False
-        for key in dotted.split("."):
+    def _steps(self, dotted: str) -> list[Step]:
+        steps: list[Step] = []
+        for key in dotted.split(".") if dotted else []:
             if not key:
                 raise UnknownFieldError(f"empty path segment in {dotted!r}")
-            path += "." + _quote_key(key)
-            if key in self.array_keys:
-                path += "[*]"
-                is_list = True
-        # With a [*] step DuckDB returns a (flattened) VARCHAR[]: empty when nothing matches.
-        return FieldExpr(
-            f"json_extract_string({json_sql}, '{path}')", "list" if is_list else "scalar"
-        )
+            _quote_key(key)  # refuses what cannot be quoted
+            steps.append((key, key in self.array_keys))
+        return steps
 
-    def _pod_paths(self, suffix: str) -> str:
-        """DuckDB path list: ``suffix`` under every place a pod spec can sit."""
+    def _json_path(self, json_sql: str, dotted: str) -> FieldExpr:
+        steps = self._steps(dotted)
+        is_list = any(arr for _, arr in steps)
+        # With a [*] step DuckDB returns a (flattened) VARCHAR[]: empty when nothing matches.
+        return FieldExpr(self.dialect.json_value(json_sql, steps), "list" if is_list else "scalar")
+
+    def _pod_paths(self, suffix: str) -> list[list[Step]]:
+        """Paths (no array steps): ``suffix`` under every place a pod spec can sit."""
         out = []
         for p in self.pod_spec_paths:
             root, _, sub = p.partition(".")
             if root != "requestObject":
                 raise UnknownFieldError(f"pod spec path {p!r} must start with requestObject")
-            keys = [*sub.split("."), *suffix.split(".")]
-            out.append("'$." + ".".join(_quote_key(k) for k in keys) + "'")
-        return "[" + ", ".join(out) + "]"
+            out.append([(k, False) for k in (*sub.split("."), *suffix.split("."))])
+            for k, _ in out[-1]:
+                _quote_key(k)
+        return out
 
     def _pod_field(self, rest: str) -> FieldExpr:
         """``podSpec.<rest>`` wherever the workload kind puts the pod spec. One multi-path
@@ -186,34 +215,22 @@ class FieldMap:
         if any(not k for k in keys):
             raise UnknownFieldError(f"empty path segment in podSpec.{rest}")
         split = next((i for i, k in enumerate(keys) if k in self.array_keys), None)
-        col = self.json_roots["requestObject"].column
+        col = self.dialect.ident(self.json_roots["requestObject"].column)
         if split is None:
-            return FieldExpr(
-                f'list_filter(json_extract_string("{col}", {self._pod_paths(rest)}),'
-                " lambda p: p IS NOT NULL)[1]"
-            )
+            return FieldExpr(self.dialect.json_first(col, self._pod_paths(rest)))
         return self._pod_arrays([".".join(keys[: split + 1])], ".".join(keys[split + 1 :]))
 
     def _pod_arrays(self, arrays: list[str], rest: str) -> FieldExpr:
         """Elements' ``rest`` of the arrays ``arrays`` (paths under the pod spec ending at an
         array key), across every pod spec location: one parse of the body for all."""
-        col = self.json_roots["requestObject"].column
-        paths = ", ".join(self._pod_paths(a)[1:-1] for a in arrays)
-        inner = "$[*]"
-        for key in rest.split(".") if rest else []:
-            if not key:
-                raise UnknownFieldError(f"empty path segment in {rest!r}")
-            inner += "." + _quote_key(key) + ("[*]" if key in self.array_keys else "")
-        return FieldExpr(
-            f'flatten(list_transform(list_filter(json_extract("{col}", [{paths}]),'
-            f" lambda a: a IS NOT NULL), lambda a: json_extract_string(a, '{inner}')))",
-            "list",
-        )
+        col = self.dialect.ident(self.json_roots["requestObject"].column)
+        paths = [p for a in arrays for p in self._pod_paths(a)]
+        return FieldExpr(self.dialect.json_arrays(col, paths, self._steps(rest)), "list")
 
-
-def _union(parts: list[FieldExpr]) -> FieldExpr:
-    lists = [p.sql if p.kind == "list" else f"[{p.sql}]" for p in parts]
-    return FieldExpr(f"flatten([{', '.join(lists)}])", "list")
+    def _union(self, parts: list[FieldExpr]) -> FieldExpr:
+        d = self.dialect
+        lists = [p.sql if p.kind == "list" else d.singleton(p.sql) for p in parts]
+        return FieldExpr(d.concat(lists), "list")
 
 
 def _quote_key(key: str) -> str:
@@ -228,8 +245,13 @@ def _quote_key(key: str) -> str:
 def _default_map() -> FieldMap:
     from podmortem.audit.actors import ActorPolicy  # actors build on this module
 
-    text = resources.files("podmortem.audit").joinpath("fields.yml").read_text("utf-8")
     # `actorClass` (podmortem extension): human, workload, node, control-plane,
     # cloud-system or anonymous, as classified by actors.yml.
     actor = FieldExpr(ActorPolicy.default_policy().sql())
-    return FieldMap(yaml.safe_load(text), {"actorClass": actor})
+    return FieldMap(_default_data(), {"actorClass": actor})
+
+
+def _default_data() -> dict[str, Any]:
+    text = resources.files("podmortem.audit").joinpath("fields.yml").read_text("utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data

@@ -63,6 +63,9 @@ class AuditRule:
     expected_actors: frozenset[str] | None = None  # None: the policy's default
     warnings: tuple[str, ...] = ()
     custom: Mapping[str, Any] = field(default_factory=dict)
+    # The parsed rule, for compiling it to another SQL dialect (Spark) without loading the
+    # file again; None for a correlation.
+    sigma: SigmaRule | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,7 @@ def _audit_rule(
         expected_actors=frozenset(expected) if expected is not None else None,
         warnings=warnings,
         custom=custom,
+        sigma=rule if isinstance(rule, SigmaRule) else None,
     )
 
 

@@ -42,10 +42,10 @@ from sigma.types import (
     SpecialChars,
 )
 
-from podmortem.audit.fieldmap import FieldExpr, FieldMap, sql_string
+from podmortem.audit.dialect import UnsafeLiteralError
+from podmortem.audit.fieldmap import FieldExpr, FieldMap, UnknownFieldError, sql_string
 
-# Keyword (field-less) values are searched in the original record.
-_KEYWORD_SQL = 'CAST("raw" AS VARCHAR)'
+# Keyword (field-less) values are searched in the original record (column ``raw``).
 _NUMERIC = re.compile(r"-?[0-9]+")
 # Value types whose alternatives on one field can share one evaluation of the field.
 _GROUPABLE = (
@@ -77,8 +77,11 @@ def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
     """The rule's detection as one SQL boolean expression (several conditions: OR)."""
     comp = _Compiler(fields)
     parts = []
-    for cond in rule.detection.parsed_condition:
-        parts.append(comp.node(cond.parsed))
+    try:
+        for cond in rule.detection.parsed_condition:
+            parts.append(comp.node(cond.parsed))
+    except UnsafeLiteralError as exc:
+        raise UnknownFieldError(str(exc)) from exc
     sql = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
     if len(sql) > _MAX_SQL:
         raise CompileError(f"compiled condition is {len(sql)} characters; refusing")
@@ -88,6 +91,7 @@ def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
 class _Compiler:
     def __init__(self, fields: FieldMap) -> None:
         self.fields = fields
+        self.d = fields.dialect
         self.warnings: list[str] = []
 
     def node(self, cond: object) -> str:
@@ -128,11 +132,11 @@ class _Compiler:
                 continue
             pred = self._any_value(name, fe, values)
             if fe.kind == "list":
-                parts.append(f"(len(list_filter({fe.sql}, lambda e: {pred('e')})) > 0)")
+                parts.append(self.d.any_of(fe.sql, pred))
             elif fe.is_column:
                 parts.append(pred(fe.sql))
             else:  # evaluate the (JSON) expression once, test it against every value
-                parts.append(f"(len(list_filter([{fe.sql}], lambda e: {pred('e')})) > 0)")
+                parts.append(self.d.any_of(self.d.singleton(fe.sql), pred))
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
     def _any_value(self, name: str, fe: FieldExpr, values: list[object]) -> Callable[[str], str]:
@@ -151,10 +155,11 @@ class _Compiler:
         if len(patterns) == 1:
             others.append(self._element_predicate(name, fe, patterns[0]))
             patterns = []
-        lits = ", ".join(sql_string(p) for p in dict.fromkeys(plain))
+        d = self.d
+        lits = ", ".join(d.string(p) for p in dict.fromkeys(plain))
         # Many wildcard patterns: one RE2 alternation scans the value once instead of one
         # ILIKE per pattern (user-agent and image lists have twenty).
-        regex = sql_string("(?is)^(?:" + "|".join(_regex(p) for p in patterns) + ")$")
+        regex = "(?is)^(?:" + "|".join(_regex(p) for p in patterns) + ")$"
 
         def pred(x: str) -> str:
             out = []
@@ -162,7 +167,7 @@ class _Compiler:
                 subject = x if fe.lowercase else f"lower({x})"
                 out.append(f"({subject} IN ({lits}))")
             if patterns:
-                out.append(f"regexp_full_match({x}, {regex})")
+                out.append(d.full_match(x, regex))
             out += [o(x) for o in others]
             return out[0] if len(out) == 1 else "(" + " OR ".join(out) + ")"
 
@@ -176,48 +181,44 @@ class _Compiler:
         if isinstance(value, SigmaString | SigmaNumber):
             s = value if isinstance(value, SigmaString) else SigmaString(str(value))
             pattern = _like_pattern(s, contains=True)
-            return f"({_KEYWORD_SQL} ILIKE {sql_string(pattern)} ESCAPE '\\')"
+            return f"({self.d.like(self.d.to_text(self.d.ident('raw')), pattern, ci=True)})"
         raise CompileError(f"unsupported keyword value {type(value).__name__}")
 
     def field_value(self, name: str | None, value: object) -> str:
         if name is None:
             return self.keyword(value)
         fe = self.fields.resolve(name)
+        d = self.d
         if isinstance(value, SigmaExpansion):
             return "(" + " OR ".join(self.field_value(name, v) for v in value.values) + ")"
         if isinstance(value, SigmaExists):
-            present = (
-                f"(len(coalesce({fe.sql}, [])) > 0)"
-                if fe.kind == "list"
-                else f"({fe.sql} IS NOT NULL)"
-            )
+            present = f"({d.size(fe.sql)} > 0)" if fe.kind == "list" else f"({fe.sql} IS NOT NULL)"
             return present if value.exists else f"(NOT {present})"
         if isinstance(value, SigmaNull):
-            return (
-                f"(len(coalesce({fe.sql}, [])) = 0)" if fe.kind == "list" else f"({fe.sql} IS NULL)"
-            )
+            return f"({d.size(fe.sql)} = 0)" if fe.kind == "list" else f"({fe.sql} IS NULL)"
         if isinstance(value, SigmaFieldReference):
             other = self.fields.resolve(value.field)
             if fe.kind == "list" or other.kind == "list":
                 raise CompileError(f"fieldref between list-valued fields ({name}, {value.field})")
-            return f"(lower(CAST({fe.sql} AS VARCHAR)) = lower(CAST({other.sql} AS VARCHAR)))"
+            return f"(lower({d.to_text(fe.sql)}) = lower({d.to_text(other.sql)}))"
         pred = self._element_predicate(name, fe, value)
         if fe.kind == "list":
-            return f"(len(list_filter({fe.sql}, lambda e: {pred('e')})) > 0)"
+            return d.any_of(fe.sql, pred)
         return pred(fe.sql)
 
     def _element_predicate(self, name: str, fe: FieldExpr, value: object) -> Callable[[str], str]:
         """A function from an element expression to a SQL predicate on it."""
+        d = self.d
         if isinstance(value, SigmaBool):
             if fe.type == "boolean":
                 return lambda x: f"({x} = {'TRUE' if value.boolean else 'FALSE'})"
-            lit = sql_string("true" if value.boolean else "false")
-            return lambda x: f"(lower(CAST({x} AS VARCHAR)) = {lit})"
+            lit = d.string("true" if value.boolean else "false")
+            return lambda x: f"(lower({d.to_text(x)}) = {lit})"
         if isinstance(value, SigmaNumber):
             if fe.type == "integer":
                 return lambda x: f"({x} = {int(value.number)})"
-            lit = sql_string(str(value.number))
-            return lambda x: f"(CAST({x} AS VARCHAR) = {lit})"
+            lit = d.string(str(value.number))
+            return lambda x: f"({d.to_text(x)} = {lit})"
         if isinstance(value, SigmaCompareExpression):
             op = {
                 CompareOperators.LT: "<",
@@ -227,7 +228,7 @@ class _Compiler:
                 CompareOperators.NEQ: "<>",
             }[value.op]
             num = float(value.number.number)
-            return lambda x: f"(TRY_CAST({x} AS DOUBLE) {op} {num!r})"
+            return lambda x: f"({d.try_double(x)} {op} {num!r})"
         if isinstance(value, SigmaRegularExpression):
             flags = ""
             if SigmaRegularExpressionFlag.IGNORECASE in value.flags:
@@ -237,14 +238,11 @@ class _Compiler:
             if SigmaRegularExpressionFlag.DOTALL in value.flags:
                 flags += "s"
             regex = (f"(?{flags})" if flags else "") + value.regexp.original
-            lit = sql_string(regex)
-            return lambda x: f"regexp_matches(CAST({x} AS VARCHAR), {lit})"
+            d.string(regex)  # refuses NUL now, at load time
+            return lambda x: d.search(d.to_text(x), regex)
         if isinstance(value, SigmaCIDRExpression):
             pats = [_like_pattern(SigmaString(p), contains=False) for p in value.expand("*")]
-            lits = [sql_string(p) for p in pats]
-            return lambda x: (
-                "(" + " OR ".join(f"({x} LIKE {lit} ESCAPE '\\')" for lit in lits) + ")"
-            )
+            return lambda x: "(" + " OR ".join(f"({d.like(x, p, ci=False)})" for p in pats) + ")"
         if isinstance(value, SigmaString):
             return self._string_predicate(name, fe, value)
         raise CompileError(f"unsupported value type {type(value).__name__} for field {name}")
@@ -252,9 +250,11 @@ class _Compiler:
     def _string_predicate(
         self, name: str, fe: FieldExpr, value: SigmaString
     ) -> Callable[[str], str]:
+        d = self.d
+
         def text(x: str) -> str:
             # string fields are VARCHAR already; others (timestamps) compare as text
-            return x if fe.type == "string" else f"CAST({x} AS VARCHAR)"
+            return x if fe.type == "string" else d.to_text(x)
 
         if value.contains_placeholder():
             raise CompileError(f"placeholder in value of {name} (no placeholder values defined)")
@@ -272,18 +272,17 @@ class _Compiler:
                     return lambda x: "FALSE"
                 return lambda x: f"({x} = {plain.upper()})"
             if cased:
-                lit = sql_string(plain)
+                lit = d.string(plain)
                 return lambda x: f"({text(x)} = {lit})"
-            lit = sql_string(plain.lower())
+            lit = d.string(plain.lower())
             if fe.lowercase:
                 return lambda x: f"({x} = {lit})"
             return lambda x: f"(lower({text(x)}) = {lit})"
         pattern = _like_pattern(value, contains=False)
         if pattern == "%":  # "*": the field is present with any value
             return lambda x: f"({x} IS NOT NULL)"
-        lit = sql_string(pattern)
-        op = "LIKE" if cased else "ILIKE"
-        return lambda x: f"({text(x)} {op} {lit} ESCAPE '\\')"
+        d.string(pattern)  # refuses NUL now, at load time
+        return lambda x: f"({d.like(text(x), pattern, ci=not cased)})"
 
 
 _RE_SPECIAL = set("\\.+*?()|[]{}^$")
