@@ -6,8 +6,11 @@ GKE log ``events`` at level None and secrets/configmaps/tokens at Metadata only;
 are in Data Access logs, off by default; AKS ``kube-audit-admin`` drops get and list.
 """
 
-# ruff: noqa: S608 -- the table name is a plain identifier checked by the caller
+# The table name is a plain identifier checked by the caller.
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import duckdb
 
@@ -19,14 +22,21 @@ _PROV = Provenance(source="analysis", parser="podmortem.audit.coverage")
 MIN_EVENTS_FOR_ABSENCE = 50
 
 
-def blind_spots(con: duckdb.DuckDBPyConnection, table: str) -> list[Caveat]:
-    rows = con.execute(
-        f"""SELECT provider,
+# Per provider: events, reads, events with a request body. Plain SQL that DuckDB and Spark
+# both run (the Spark engine computes the same counts over its events).
+COUNTS_SQL = """SELECT provider,
                    count(*) AS n,
-                   count(*) FILTER (verb IN ('get', 'list', 'watch')) AS reads,
-                   count(*) FILTER (request_object IS NOT NULL) AS bodies
-            FROM "{table}" GROUP BY provider"""
-    ).fetchall()
+                   count(CASE WHEN verb IN ('get', 'list', 'watch') THEN 1 END) AS reads,
+                   count(CASE WHEN request_object IS NOT NULL THEN 1 END) AS bodies
+            FROM {table} GROUP BY provider"""
+
+
+def blind_spots(con: duckdb.DuckDBPyConnection, table: str) -> list[Caveat]:
+    return caveats_from_counts(con.execute(COUNTS_SQL.format(table=f'"{table}"')).fetchall())
+
+
+def caveats_from_counts(rows: Iterable[Sequence[Any]]) -> list[Caveat]:
+    """The caveats for ``(provider, events, reads, bodies)`` rows."""
     out: list[Caveat] = []
     for provider, n, reads, bodies in rows:
         p = str(provider)

@@ -76,11 +76,26 @@ def run(
 ) -> EngineResult:
     policy = policy or ActorPolicy.default_policy()
     result = EngineResult()
-    detections = ruleset.detections
     t0 = _time.perf_counter()
-    ok_rules = _match(con, detections, table, result, policy)
+    ok_rules = _match(con, ruleset.detections, table, result, policy)
     result.seconds["match"] = _time.perf_counter() - t0
+    return summarise_hits(con, ruleset, ok_rules, table=table, policy=policy, result=result)
 
+
+def summarise_hits(
+    con: duckdb.DuckDBPyConnection,
+    ruleset: RuleSet,
+    ok_rules: Sequence[AuditRule],
+    *,
+    table: str,
+    policy: ActorPolicy,
+    result: EngineResult,
+) -> EngineResult:
+    """Findings from a filled hit table (``HITS``: rule index into ``ruleset.detections``,
+    rowid in ``table``): grouping, actor classes and suppression, correlations. Another
+    engine that matched elsewhere (Spark) fills the hit table and calls this, so that both
+    engines turn the same matches into the same findings."""
+    detections = ruleset.detections
     t1 = _time.perf_counter()
     index = {r.key: i for i, r in enumerate(detections)}
     for row in con.execute(f"SELECT r, count(*) FROM {HITS} GROUP BY r").fetchall():
@@ -299,4 +314,4 @@ def _one_line(exc: object) -> str:
     return " ".join(str(exc).split())[:500]
 
 
-__all__ = ["HITS", "EngineResult", "Severity", "Suppressed", "object_sql", "run"]
+__all__ = ["HITS", "EngineResult", "Severity", "Suppressed", "object_sql", "run", "summarise_hits"]
