@@ -155,16 +155,14 @@ def measure_podmortem(paths: list[Path], sigma_only: bool = False) -> dict[str, 
     """What ``analyze`` does: a scratch DuckDB file under a memory limit, the readers,
     then every rule and correlation once over everything. Each file is loaded (and timed)
     in turn into the same table, so per-source load rates come from the same run."""
-    import duckdb
 
     from podmortem.audit import engine
-    from podmortem.audit.analyze import DEFAULT_MEMORY_LIMIT
+    from podmortem.audit.analyze import DEFAULT_MEMORY_LIMIT, scratch_connection
     from podmortem.audit.sources import load
 
     rules = _rules(sigma_only)
     with tempfile.TemporaryDirectory(prefix="podmortem-bench-db-") as scratch:
-        con = duckdb.connect(str(Path(scratch) / "events.duckdb"))
-        con.execute("SET temp_directory = ?", [scratch])
+        con = scratch_connection(scratch)
         con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
         per_file: dict[str, dict[str, float]] = {}
         c0 = time.process_time()  # CPU time (all threads): robust on a busy machine

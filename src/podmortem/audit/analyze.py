@@ -30,6 +30,7 @@ from podmortem.audit.engine import MAX_FINDINGS_PER_RULE, EngineResult, Suppress
 from podmortem.audit.model import TABLE
 from podmortem.audit.reconstruct import Reconstruction, reconstruct
 from podmortem.audit.ruleset import RuleSet, load_builtin, load_dir
+from podmortem.audit.sources.tally import LoadResult
 from podmortem.case.paths import safe_component
 from podmortem.case.store import Case
 from podmortem.errors import InputError
@@ -127,6 +128,18 @@ def load_rules(
     return rules
 
 
+def scratch_connection(folder: str) -> duckdb.DuckDBPyConnection:
+    """The event database of an analysis without a case: in memory, spilling to ``folder``
+    under the memory limit, so that a large input streams instead of filling RAM. A
+    database file was the first choice (869 MB peak for 1M events) but every commit
+    compresses and writes the rows: loading 1M events took 26 s against 15 s in memory
+    (1.1 GB peak). An earlier in-memory attempt failed for another reason, since fixed:
+    the JSON readers sized their buffers for 1 GiB documents and starved under the limit."""
+    con = duckdb.connect()
+    con.execute("SET temp_directory = ?", [folder])
+    return con
+
+
 def analyze(
     inputs: Sequence[str | Path],
     *,
@@ -147,8 +160,6 @@ def analyze(
     """Load ``inputs`` (files, folders, ``-``), run the rules, return the result.
 
     ``con`` defaults to an in-memory DuckDB, or the case index with ``case``."""
-    from podmortem.audit.sources import load  # the readers (part A of the issue)
-
     if not inputs:
         raise InputError("no input given")
     seconds: dict[str, float] = {}
@@ -170,18 +181,13 @@ def analyze(
 
             con = connect(case)
     if con is None:
-        # A scratch database file under a memory limit: DuckDB evicts table data to it, so a
-        # large input streams instead of filling RAM (1M events: 869 MB peak). An in-memory
-        # database with a spill folder was cheaper per insert but, under the same limit, left
-        # the readers' large JSON buffers without room: records became "unloadable" caveats.
         scratch = tempfile.TemporaryDirectory(prefix="podmortem-audit-")
-        con = duckdb.connect(str(Path(scratch.name) / "events.duckdb"))
-        con.execute("SET temp_directory = ?", [scratch.name])
+        con = scratch_connection(scratch.name)
     if own_con and memory_limit:
         con.execute(f"SET memory_limit = '{_checked_limit(memory_limit)}'")
     try:
         t1 = time.perf_counter()
-        loaded = load(con, inputs, table=table, stdin=stdin, keep_raw=keep_raw)
+        loaded = load_inputs(con, inputs, table=table, stdin=stdin, keep_raw=keep_raw)
         seconds["load"] = time.perf_counter() - t1
         engine_result = run(con, rules, table=table, policy=policy)
         t2 = time.perf_counter()
@@ -194,27 +200,7 @@ def analyze(
             else None
         )
         seconds["reconstruct"] = time.perf_counter() - t2
-        caveats = list(loaded.caveats) + blind_spots(con, table)
-        caveats += [
-            Caveat(
-                kind="rule-not-loaded",
-                message=f"rule not used: {e.reason}",
-                provenance=Provenance(
-                    source="file", parser="podmortem.audit.ruleset", artifact=e.path
-                ),
-            )
-            for e in rules.errors + engine_result.runtime_errors
-        ]
-        caveats += [
-            Caveat(
-                kind="findings-capped",
-                message=f"rule {rid}: {n} more (actor, object) finding(s) not reported; the"
-                f" first {MAX_FINDINGS_PER_RULE} are",
-                provenance=Provenance(source="analysis", parser="podmortem.audit.engine"),
-                details={"rule_id": rid, "not_reported": n},
-            )
-            for rid, n in engine_result.capped.items()
-        ]
+        caveats = result_caveats(loaded.caveats, blind_spots(con, table), rules, engine_result)
         if case is not None:
             _store(case, con, engine_result.findings, caveats)
     finally:
@@ -240,6 +226,78 @@ def analyze(
     if case is not None:
         case.log_action("analysis_run", _custody_record(result, evidence))
     return result
+
+
+def result_caveats(
+    loaded: Sequence[Caveat], blind: Sequence[Caveat], rules: RuleSet, engine: EngineResult
+) -> list[Caveat]:
+    """Every caveat of a run, in report order: the readers', the audit policy's blind
+    spots, rules not used, findings capped (shared by both engines)."""
+    caveats = [*loaded, *blind]
+    caveats += [
+        Caveat(
+            kind="rule-not-loaded",
+            message=f"rule not used: {e.reason}",
+            provenance=Provenance(source="file", parser="podmortem.audit.ruleset", artifact=e.path),
+        )
+        for e in rules.errors + engine.runtime_errors
+    ]
+    caveats += [
+        Caveat(
+            kind="findings-capped",
+            message=f"rule {rid}: {n} more (actor, object) finding(s) not reported; the"
+            f" first {MAX_FINDINGS_PER_RULE} are",
+            provenance=Provenance(source="analysis", parser="podmortem.audit.engine"),
+            details={"rule_id": rid, "not_reported": n},
+        )
+        for rid, n in engine.capped.items()
+    ]
+    return caveats
+
+
+def load_inputs(
+    con: duckdb.DuckDBPyConnection,
+    inputs: Sequence[str | Path],
+    *,
+    table: str = TABLE,
+    stdin: BinaryIO | None = None,
+    keep_raw: bool = True,
+) -> LoadResult:
+    """The readers' ``load``, plus datasets written by ``audit export-parquet`` (a Parquet
+    file, or a folder of only Parquet files, recognised by content). Datasets are loaded
+    first, then every other input; deduplication keeps the first seen across both."""
+    from podmortem.audit.model import create_table
+    from podmortem.audit.parquet import load_parquet, parquet_dataset
+    from podmortem.audit.sources import load
+
+    datasets: list[list[Path]] = []
+    rest: list[str | Path] = []
+    for item in inputs:
+        found = parquet_dataset(item)
+        if found:
+            datasets.append(found)
+        else:
+            rest.append(item)
+    if not datasets:
+        return load(con, inputs, table=table, stdin=stdin, keep_raw=keep_raw)
+    create_table(con, table)
+    by_source: dict[str, int] = {}
+    files: list[str] = []
+    for found in datasets:
+        for k, n in load_parquet(con, found, table).items():
+            by_source[k] = by_source.get(k, 0) + n
+        files += [str(f) for f in found]
+    rest_loaded = load(con, rest, table=table, stdin=stdin, keep_raw=keep_raw)
+    for k, n in rest_loaded.events_by_source.items():
+        by_source[k] = by_source.get(k, 0) + n
+    return LoadResult(
+        events_read=sum(by_source.values()),
+        events_by_source=dict(sorted(by_source.items())),
+        caveats=rest_loaded.caveats,
+        skipped=rest_loaded.skipped,
+        files=files + rest_loaded.files,
+        duplicates=rest_loaded.duplicates,
+    )
 
 
 def _checked_limit(limit: str) -> str:

@@ -16,12 +16,19 @@ and takes the parameters ``$path`` and ``$file``.
 
 from __future__ import annotations
 
-from podmortem.audit.sources.framing import MAX_DOCUMENT, MAX_LINE
+from podmortem.audit.sources.framing import MAX_LINE
 from podmortem.audit.sources.gke import grpc_map
 from podmortem.audit.sources.mapping import META_TYPE, json_structure
 from podmortem.audit.sources.shape import columns_literal
 
 RESIDUE = "!residue"
+# The largest single JSON document the columnar routes hand to DuckDB. A CloudWatch Logs
+# subscription payload is one PutRecord (at most 1 MiB of gzip), an Event Hub batch or a
+# filter-log-events page about 1 MiB. DuckDB's JSON reader sizes its buffers by
+# ``maximum_object_size``: with the 1 GiB document limit, under the analysis memory limit,
+# it thrashed (200k EKS events: 11 s instead of 2.9 s). A larger document makes DuckDB
+# refuse the file, and the Python route (which allows ``MAX_DOCUMENT``) reads it.
+MAX_PAYLOAD = 64 << 20
 SKIP = "!skip:"
 EVENT = json_structure()
 
@@ -56,13 +63,33 @@ def _units(reader: str, list_path: str | None) -> str:
         FROM (SELECT json, row_number() OVER () AS n FROM {reader})"""  # noqa: S608 - fixed SQL text
 
 
+def _typed_lines(fields: dict[str, object], compression: str, keep_raw: bool) -> str:
+    """Rows ``(r, n, a)`` over a JSON-lines file, ``a`` read by DuckDB's typed reader as the
+    struct ``fields``: it parses each line once, in parallel, where ``json_transform`` over
+    the objects reader parses it twice. With ``keep_raw`` the objects reader gives ``r``
+    beside it (``POSITIONAL JOIN``: both skip blank lines alike; the loader checks that no
+    row lacks ``raw``). The typed reader refuses a file in which a value cannot take its
+    type (a string where a number is expected); the caller then tries the generic form."""
+    typed = (
+        f"read_json($path::VARCHAR, format='newline_delimited', records=true,"
+        f" compression='{compression}', maximum_object_size={MAX_LINE},"
+        f" columns={columns_literal(fields)})"
+    )
+    if keep_raw:
+        return (
+            f"SELECT o.json AS r, row_number() OVER () AS n, t AS a"  # noqa: S608 - fixed SQL text
+            f" FROM {typed} t POSITIONAL JOIN {_reader('lines', compression)} o"
+        )
+    return f"SELECT NULL::JSON AS r, row_number() OVER () AS n, t AS a FROM {typed} t"  # noqa: S608 - fixed SQL text
+
+
 def _reader(kind: str, compression: str) -> str:
     if kind == "lines":
         return (
             f"read_ndjson_objects($path::VARCHAR, compression='{compression}',"
             f" maximum_object_size={MAX_LINE})"
         )
-    limit = MAX_LINE if kind in ("newline_delimited", "array") else MAX_DOCUMENT
+    limit = MAX_LINE if kind in ("newline_delimited", "array") else MAX_PAYLOAD
     return (
         f"read_json_objects($path::VARCHAR, format='{kind}', compression='{compression}',"
         f" maximum_object_size={limit})"
@@ -78,14 +105,28 @@ def _event_of_text(expr: str) -> str:
     )
 
 
-def aks(compression: str, keep_raw: bool, *, records_doc: bool, lines: bool = True) -> str:
+def aks(
+    compression: str,
+    keep_raw: bool,
+    *,
+    records_doc: bool,
+    lines: bool = True,
+    typed: bool = False,
+) -> str:
     """AKS diagnostic records: storage-blob lines (one record per line), or Event Hub /
     storage documents ``{"records": [...]}`` (``n`` is then the document's index). Records
     of other categories are counted skips; the rest must carry an Event in ``properties.log``.
-    """
-    rec = json_structure(
-        {"category": "VARCHAR", "properties": {"log": "JSON"}, "resourceId": "VARCHAR"}
-    )
+
+    ``typed`` (blob lines only): the typed reader reads ``properties.log`` as text whether
+    it is a string or an object (DuckDB renders an object as its JSON text), so the inner
+    Event is parsed once, and only for audit categories: four times faster than unwrapping
+    JSON values (48k records: 1.5 s to 0.35 s)."""
+    fields: dict[str, object] = {
+        "category": "VARCHAR",
+        "properties": {"log": "JSON"},
+        "resourceId": "VARCHAR",
+    }
+    rec = json_structure(fields)
     cluster = (
         "CASE WHEN contains(lower(a.resourceId), '/managedclusters/')"
         " THEN nullif(regexp_extract(rtrim(a.resourceId, '/'), '[^/]+$'), '') END"
@@ -96,6 +137,15 @@ def aks(compression: str, keep_raw: bool, *, records_doc: bool, lines: bool = Tr
         " THEN 'aks: category ' || left(a.category, 60) END"
     )
     ok = f"a.category IN ('kube-audit', 'kube-audit-admin') AND {_IS_EVENT}"
+    if typed and not records_doc:
+        units = _typed_lines({**fields, "properties": {"log": "VARCHAR"}}, compression, keep_raw)
+        event = (
+            "CASE WHEN a.category IN ('kube-audit', 'kube-audit-admin')"
+            f" THEN try(json_transform(a.properties.log, '{EVENT}')) END"
+        )
+        return f"""
+      SELECT e, {_meta("aks", ok, "blob-lines", cluster, skip)} AS m, r, $file::VARCHAR AS f, n
+      FROM (SELECT r, n, a, {event} AS e FROM ({units}))"""  # noqa: S608 - fixed SQL text, values bound
     if records_doc:
         layout = "newline_delimited" if lines else "unstructured"
         units = _units(_reader(layout, compression), "$.records")
@@ -183,7 +233,7 @@ def eks_subscription(compression: str, keep_raw: bool, layout: str = "unstructur
                                logStream := t.logStream) AS a,
                    t.logEvents AS events, row_number() OVER () AS n
             FROM read_json($path::VARCHAR, format='{layout}', records=true,
-                           compression='{compression}', maximum_object_size={MAX_DOCUMENT},
+                           compression='{compression}', maximum_object_size={MAX_PAYLOAD},
                            columns={cols}) t)))"""  # noqa: S608 - fixed SQL text, values bound
 
 
@@ -203,31 +253,30 @@ def eks_filter_log_events(compression: str, keep_raw: bool, *, lines: bool = Fal
         FROM (SELECT r, n, json_transform(r, '{le}') AS a FROM ({units})))"""  # noqa: S608 - fixed SQL text, values bound
 
 
-def gke(compression: str, keep_raw: bool, *, layout: str = "lines") -> str:
+def gke(compression: str, keep_raw: bool, *, layout: str = "lines", typed: bool = False) -> str:
     """Cloud Audit Log entries, one per line (``layout="lines"``) or in a JSON array
     (``"array"``, as ``gcloud logging read --format=json`` writes): the Kubernetes API calls
     of the plain shape
     (``k8s.io``, an identified caller, not truncated, not exec: those carry meaning the
     Python reader spells out) are mapped here, as :mod:`podmortem.audit.sources.gke` does."""
-    entry = json_structure(
-        {
-            "insertId": "VARCHAR",
-            "labels": "JSON",
-            "operation": {"id": "VARCHAR", "first": "JSON", "last": "JSON"},
-            "protoPayload": {
-                "serviceName": "VARCHAR",
-                "methodName": "VARCHAR",
-                "resourceName": "VARCHAR",
-                "authenticationInfo": {"principalEmail": "VARCHAR"},
-                "requestMetadata": {"callerIp": "VARCHAR", "callerSuppliedUserAgent": "VARCHAR"},
-                "status": "JSON",
-                "request": "JSON",
-                "response": "JSON",
-            },
-            "resource": {"labels": {"cluster_name": "VARCHAR"}},
-            "timestamp": "JSON",
-        }
-    )
+    fields: dict[str, object] = {
+        "insertId": "VARCHAR",
+        "labels": "JSON",
+        "operation": {"id": "VARCHAR", "first": "JSON", "last": "JSON"},
+        "protoPayload": {
+            "serviceName": "VARCHAR",
+            "methodName": "VARCHAR",
+            "resourceName": "VARCHAR",
+            "authenticationInfo": {"principalEmail": "VARCHAR"},
+            "requestMetadata": {"callerIp": "VARCHAR", "callerSuppliedUserAgent": "VARCHAR"},
+            "status": "JSON",
+            "request": "JSON",
+            "response": "JSON",
+        },
+        "resource": {"labels": {"cluster_name": "VARCHAR"}},
+        "timestamp": "JSON",
+    }
+    entry = json_structure(fields)
     # the gRPC -> HTTP mapping of grpc_status.yaml, the one the Python reader uses
     codes = grpc_map()
     grpc = (
@@ -306,6 +355,14 @@ def gke(compression: str, keep_raw: bool, *, layout: str = "lines") -> str:
         " THEN 'gke: audit entry of service ' || left(p.serviceName, 60) END"
     )
     envelope = "jsonl" if layout == "lines" else "array"
+    if typed and layout == "lines":
+        # one parse per line (the typed reader) instead of two (objects, then transform)
+        units = f"SELECT r, n, a AS g FROM ({_typed_lines(fields, compression, keep_raw)})"  # noqa: S608 - fixed SQL text
+    else:
+        units = (
+            f"SELECT json AS r, row_number() OVER () AS n, json_transform(json, '{entry}') AS g"  # noqa: S608 - fixed SQL text
+            f" FROM {_reader(layout, compression)}"
+        )
     return f"""
       SELECT e, {_meta("gke", ok, envelope, "g.resource.labels.cluster_name", skip)} AS m,
              {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
@@ -319,6 +376,4 @@ def gke(compression: str, keep_raw: bool, *, layout: str = "lines") -> str:
             SELECT r, n, g,
                    list_filter(string_split(g.protoPayload.resourceName, '/'),
                                lambda x: x <> '') AS parts
-            FROM (
-              SELECT json AS r, row_number() OVER () AS n, json_transform(json, '{entry}') AS g
-              FROM {_reader(layout, compression)}))))"""  # noqa: S608 - fixed SQL text, values bound
+            FROM ({units}))))"""  # noqa: S608 - fixed SQL text, values bound

@@ -252,6 +252,18 @@ def _columnar_sources(sn: Sniff, keep_raw: bool, found: list[str]) -> list[tuple
                 )
             )
         return out
+    if sn.route == detect.AKS_BLOB and sn.framing is Framing.JSONL:
+        # typed first (parses each record once); it refuses a mistyped file, the generic
+        # form then reads it
+        return [
+            (columnar.aks(compression, keep_raw, records_doc=False, typed=True), keep_raw),
+            (columnar.aks(compression, keep_raw, records_doc=False), False),
+        ]
+    if sn.route == detect.GKE_LINES and sn.framing is Framing.JSONL:
+        return [
+            (columnar.gke(compression, keep_raw, layout="lines", typed=True), keep_raw),
+            (columnar.gke(compression, keep_raw, layout="lines"), False),
+        ]
     envelope = _columnar_source(sn, keep_raw, compression)
     return [] if envelope is None else [(envelope, False)]
 
