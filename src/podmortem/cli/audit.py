@@ -31,6 +31,7 @@ def register(root: typer.Typer) -> None:
     from podmortem.cli import audit_reconstruct
 
     audit_reconstruct.register(app)  # actor, object, credential, timeline (issue 6)
+    app.command("hunt")(hunt_cmd)  # rules as cloud log-engine queries (issue 10)
     root.add_typer(app, name="audit")
 
 
@@ -161,3 +162,44 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
         console.print(f"\nJSON written to {for_terminal(json_out)}")
     if case is not None:
         console.print(f"case {for_terminal(case.case_id)}: inputs, events and findings recorded")
+
+
+def hunt_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
+    provider: Annotated[str, typer.Argument(help="eks, aks or gke.")],
+    rule: Annotated[
+        list[str] | None, typer.Option("--rule", help="Only this rule id (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="RFC 3339 time or a duration back from now (24h, 7d)."),
+    ] = None,
+    sigma: Annotated[
+        list[Path] | None,
+        typer.Option("--sigma", help="Folder of Sigma rules (e.g. SigmaHQ's); repeatable."),
+    ] = None,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option("--rules", help="Folder of your own rules in podmortem's Sigma format."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    cluster: Annotated[
+        str | None, typer.Option("--cluster", help="Only this cluster (and its log group).")
+    ] = None,
+) -> None:
+    """Print each rule as the query to run where the provider keeps its audit logs."""
+    from podmortem.audit.hunt import PROVIDERS, UnknownRuleError, load_rules, plan_hunt
+    from podmortem.audit.hunt.render import render_text
+
+    if provider not in PROVIDERS:
+        raise typer.BadParameter("one of eks, aks, gke", param_hint="PROVIDER")
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("text or json", param_hint="--format")
+    ruleset = load_rules(sigma or (), rules or ())
+    try:
+        plan = plan_hunt(provider, ruleset, rule_ids=rule or (), since=since, cluster=cluster)
+    except UnknownRuleError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--rule") from None
+    if fmt == "json":
+        typer.echo(json.dumps(plan.to_dict(), indent=2))
+    else:
+        typer.echo(render_text(plan), nl=False)
