@@ -43,6 +43,11 @@ fi
 lock=requirements.lock
 [[ $dev -eq 1 ]] && lock=requirements-dev.lock
 log "installing locked dependencies from $lock"
-.venv/bin/uv pip sync -q --python .venv/bin/python "$lock"
+.venv/bin/uv pip sync -q --compile-bytecode --python .venv/bin/python "$lock"
 .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
+# Bytecode ahead of time, as pip does when it installs: uv leaves it to the first import,
+# and where PYTHONDONTWRITEBYTECODE is set (it is on these machines) every command would
+# compile its imports again: 1.7 s of a 3 s acquisition. Python still checks each .pyc
+# against its source, so an edited file is never run stale.
+.venv/bin/python -m compileall -q -j 0 src >/dev/null
 log "ready: $(.venv/bin/podmortem version)"
