@@ -194,18 +194,40 @@ def test_missing_pod_is_a_one_line_error(api: ApiServerDouble, tmp_path: Path) -
 
 
 def test_node_agent_job_is_pinned_and_read_only() -> None:
+    hostile = "K8S-1'; rm -rf / #$(reboot)"
     job = node_agent_job(
         pod={"spec": {"nodeName": "node-3"}},
         container_id="abc",
         image="registry.example/podmortem:0.1",
+        case_id=hostile,
+        host_paths=("/var/lib/containerd", "/var/log/pods"),
     )
     spec = job["spec"]["template"]["spec"]
     assert spec["nodeName"] == "node-3" and spec["hostPID"] is True
-    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
-    assert mounts["host"]["readOnly"] is True
-    assert {"name": "CID", "value": "abc"} in spec["containers"][0]["env"]
+    assert spec["automountServiceAccountToken"] is False and not spec.get("hostNetwork")
+    (container,) = spec["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    # Node folders read-only at their own path; the only writable place is the emptyDir.
+    assert mounts["/var/lib/containerd"]["readOnly"] is True
+    assert mounts["/var/log/pods"]["readOnly"] is True
+    writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert {m["name"] for m in writable} == {"cri", "work"} and "emptyDir" in vols["work"]
+    assert vols["cri"]["hostPath"]["type"] == "Socket"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PODMORTEM_CID"] == "abc" and env["PODMORTEM_CASE_ID"] == hostile
+    assert hostile not in container["command"][-1]  # values reach the script as variables
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] > 0
     with pytest.raises(AcquisitionError):
         node_agent_job(pod={"spec": {}}, container_id="abc", image="x")
+    with pytest.raises(AcquisitionError):
+        node_agent_job(
+            pod={"spec": {"nodeName": "n"}},
+            container_id="a",
+            image="x",
+            host_paths=("relative/path",),
+        )
 
 
 def _import_noshell_image(endpoint: str, tmp: Path) -> str:

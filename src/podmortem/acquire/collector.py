@@ -29,6 +29,7 @@ from podmortem.acquire.caveats import (  # re-exported: the kinds belong to this
     HOST_NETWORK,
     NO_EXEC_VIEW,
     NO_NODE_VIEW,
+    NODE_AGENT_FAILED,
     PROCESS_EXITED,
     RESTARTED,
     SIDE_EFFECT,
@@ -189,6 +190,10 @@ class TargetCollector:
         self.r.info = info
         self.r.label = f"{self.r.target} ({info.name or info.container_id[:12]})"
         self._step("T0", "identity", self.t0_identity)
+        # Kubernetes off the pod's node: a node-agent Job there brings the node view back.
+        agent = getattr(self.rt, "node_agent", lambda: None)()
+        if agent is not None:
+            return self._run_with_node_agent(agent)
         self._step("T1", "node view", self.t1_node)
         if self.opt.exec_allowed:
             self._step("T1", "in-container view", lambda: exec_view.second_view(self))
@@ -212,6 +217,34 @@ class TargetCollector:
         # is gone at the end is worth saying.
         if self.r.node_view and not (self.proc / str(info.pid)).exists():
             self.caveat(TARGET_EXITED, "the container's init process exited during acquisition")
+        return self.r
+
+    def _run_with_node_agent(self, agent: Any) -> TargetResult:
+        """The node view comes from the node agent (T1 to T4 on the node, by its own
+        acquisition); the Job is created first because its pod takes longest, the container's
+        own view runs while it starts, and the in-container fallback only if the agent fails.
+        The Job is deleted whatever happens."""
+        from podmortem.acquire import node_agent
+
+        try:
+            self._step("T1", "node agent start", lambda: agent.start(self))
+            if self.opt.exec_allowed:
+                self._step("T1", "in-container view", lambda: exec_view.second_view(self))
+            if agent.job is not None:
+                self._step("T1-T4", "node view (node agent)", node_agent.collect_step(self, agent))
+            else:
+                self.caveat(NODE_AGENT_FAILED, "node agent: the Job could not be created")
+            if not self.r.node_view and self.opt.exec_allowed:
+                self._step(
+                    "T1", "in-container fallback", lambda: exec_view.in_container_fallback(self)
+                )
+            self._step("T5", "logs", self.t5_logs)
+            self._step("T5", "runtime records", self.t5_records)
+        finally:
+            try:
+                agent.finish(self)
+            except Exception as exc:  # never lose the capture over a cleanup failure
+                self.caveat(STEP_FAILED, f"node agent cleanup failed: {exc}"[:600])
         return self.r
 
     # ----------------------------------------------------------------------- T0

@@ -77,17 +77,49 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
             "no ps (it stays in the pod spec).",
         ),
     ] = None,
+    node_agent: Annotated[
+        str | None,
+        typer.Option(
+            "--node-agent",
+            envvar="PODMORTEM_NODE_AGENT_IMAGE",
+            help="Kubernetes: podmortem image of a node-agent Job that takes the node view on "
+            "the pod's node when podmortem does not run there.",
+        ),
+    ] = None,
+    node_agent_namespace: Annotated[
+        str, typer.Option("--node-agent-namespace", help="Namespace of the node-agent Job.")
+    ] = "podmortem",
+    keep_node_agent: Annotated[
+        bool, typer.Option("--keep-node-agent", help="Do not delete the node-agent Job.")
+    ] = False,
+    node_agent_cri_socket: Annotated[
+        str | None,
+        typer.Option(
+            "--node-agent-cri-socket",
+            help="The CRI socket on the node (default by runtime: containerd's, CRI-O's).",
+        ),
+    ] = None,
+    node_agent_mount: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node-agent-mount",
+            help="Node folder the agent mounts read-only at the same path (repeatable; default "
+            "by runtime: its state folder and /var/log/pods).",
+        ),
+    ] = None,
 ) -> None:
     """Acquire live evidence from running containers into a case: the node's view of their
     processes, sockets and files first, then memory (--memory), RAM-backed files, the writable
     layer, logs and runtime records. Never writes into, pauses or restarts a target."""
+    from podmortem.acquire.caveats import NODE_AGENT_FAILED, NODE_AGENT_INTEGRITY
     from podmortem.acquire.collector import Options
+    from podmortem.acquire.node_agent import AgentConfig
     from podmortem.acquire.runtimes import Endpoints, open_runtime
     from podmortem.acquire.session import acquire as run
     from podmortem.acquire.target import parse_target
     from podmortem.case import Case
     from podmortem.case.paths import MANIFEST
-    from podmortem.errors import AcquisitionError
+    from podmortem.errors import AcquisitionError, IntegrityError
 
     refs = [parse_target(t) for t in targets]
     if (case_dir / MANIFEST).exists():
@@ -107,6 +139,15 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
         # A local CRI socket means we may be on a pod's node: Kubernetes targets try it for
         # the node view (a container id it does not know is simply not on this node).
         node_cri=cri if cri_path.startswith("/") and Path(cri_path).exists() else None,
+        node_agent=AgentConfig(
+            image=node_agent,
+            namespace=node_agent_namespace,
+            keep=keep_node_agent,
+            cri_socket=node_agent_cri_socket,
+            host_paths=tuple(node_agent_mount) if node_agent_mount else None,
+        )
+        if node_agent
+        else None,
     )
     options = Options(budget=budget, memory=memory, checkpoint=checkpoint, exec_allowed=not no_exec)
     lock = threading.Lock()
@@ -149,3 +190,12 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
     )
     if not any(t["identity"] for t in doc["targets"]):
         raise AcquisitionError("no target could be acquired (see the caveats above)")
+    # The case is sealed with what was captured; the exit status still says that the node
+    # view asked for did not arrive (5) or arrived and failed verification (1).
+    kinds = {c["kind"] for c in doc["caveats"]}
+    if NODE_AGENT_INTEGRITY in kinds:
+        raise IntegrityError(
+            "the node agent's case failed verification and was not imported (see the caveats)"
+        )
+    if NODE_AGENT_FAILED in kinds:
+        raise AcquisitionError("the node agent delivered no node view (see the caveats above)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from podmortem.acquire.runtimes.base import Runtime
 from podmortem.acquire.target import TargetRef
@@ -27,6 +28,9 @@ class Endpoints:
     # Image for an ephemeral debug container when a pod's image has no ps (opt-in: it
     # changes the pod spec for good).
     debug_image: str | None = None
+    # Kubernetes targets off their node: the node-agent Job's configuration
+    # (a ``podmortem.acquire.node_agent.AgentConfig``); None means no agent.
+    node_agent: Any = None
 
 
 def open_runtime(ref: TargetRef, endpoints: Endpoints) -> Runtime:
@@ -50,5 +54,6 @@ def open_runtime(ref: TargetRef, endpoints: Endpoints) -> Runtime:
             kubeconfig=endpoints.kubeconfig,
             cri_endpoint=endpoints.node_cri,
             debug_image=endpoints.debug_image,
+            agent=endpoints.node_agent,
         )
     raise InputError(f"unknown target scheme {ref.scheme!r}")

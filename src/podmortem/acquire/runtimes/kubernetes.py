@@ -5,8 +5,9 @@ count), its owner chain, service account, events, logs (and the previous contain
 after a restart), and exec over WebSocket (``kubernetes.stream.stream``). What it cannot give
 is the node's ``/proc``: when podmortem runs on the pod's node (a node agent, or a responder
 on the node), the container id from the pod status is looked up in the local CRI runtime and
-its host PID enables the node view. Elsewhere the in-container view is all there is, and the
-node-agent Job (:func:`node_agent_job`) brings the node view back.
+its host PID enables the node view. Elsewhere, with a node-agent image configured, a Job
+pinned to the pod's node brings the node view back (:mod:`podmortem.acquire.node_agent`);
+without one the in-container view is all there is.
 
 Tested here against a test double of the API server (no kube-apiserver can run on the
 development machines); written against the official client so that it runs unchanged
@@ -19,14 +20,18 @@ import contextlib
 import importlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from podmortem.acquire.node_agent import AgentConfig, NodeAgent, node_agent_job
 from podmortem.acquire.runtimes.base import DiffEntry, ExecOutput, TargetInfo, UnsupportedError
 from podmortem.acquire.target import TargetRef
 from podmortem.errors import AcquisitionError, CapabilityUnavailable
+
+__all__ = ["KubernetesRuntime", "api_client", "node_agent_job"]
 
 # Owner kinds we can follow, and the client method that reads each.
 _OWNER_READERS = {
@@ -76,11 +81,15 @@ class KubernetesRuntime:
         *,
         node_runtime_for: Callable[[str], Any] | None = None,
         debug_image: str | None = None,
+        agent: AgentConfig | None = None,
     ) -> None:
         """``client`` is a ``kubernetes.client.ApiClient``; ``node_runtime_for(container_id)``
-        returns a local CRI backend for that container, or None when it is not on this node."""
+        returns a local CRI backend for that container, or None when it is not on this node;
+        ``agent`` configures the node-agent Job used when it is not."""
         k8s = _k8s()
         self._k8s = k8s
+        self.k8s = k8s
+        self._agent_config = agent
         self.client = client
         self.core = k8s.client.CoreV1Api(client)
         self.ref = ref
@@ -100,6 +109,7 @@ class KubernetesRuntime:
         kubeconfig: str | None = None,
         cri_endpoint: str | None = None,
         debug_image: str | None = None,
+        agent: AgentConfig | None = None,
     ) -> KubernetesRuntime:
         def local(container_id: str) -> Any:
             if not cri_endpoint:
@@ -115,10 +125,31 @@ class KubernetesRuntime:
             return rt
 
         return cls(
-            api_client(context, kubeconfig), ref, node_runtime_for=local, debug_image=debug_image
+            api_client(context, kubeconfig),
+            ref,
+            node_runtime_for=local,
+            debug_image=debug_image,
+            agent=agent,
         )
 
     # ------------------------------------------------------------------ identity
+
+    def api(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the official client; its errors become one-line AcquisitionErrors."""
+        return self._api(call, *args, **kwargs)
+
+    def pod_object(self) -> Any:
+        return self._load()
+
+    def node_agent(self) -> NodeAgent | None:
+        """The node-agent Job for this target, when one is configured and the node view is
+        not to be had here (after :meth:`inspect`)."""
+        if self._agent_config is None or self.node_runtime is not None or self._pod is None:
+            return None
+        st = self._status()
+        if not (st and st.state and st.state.running and st.container_id):
+            return None  # nothing running to look at: the API and in-container views stand
+        return NodeAgent(self, self._agent_config)
 
     def _api(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -253,36 +284,50 @@ class KubernetesRuntime:
     def _ws_exec(
         self, container: str, cmd: Sequence[str], deadline: float, max_bytes: int
     ) -> ExecOutput:
-        stream = importlib.import_module("kubernetes.stream")
-        try:
-            ws = stream.stream(
-                self.core.connect_get_namespaced_pod_exec,
-                self.ref.ref,
-                self.ref.namespace,
-                container=container,
-                command=list(cmd),
-                stderr=True,
-                stdin=False,
-                stdout=True,
-                tty=False,
-                _preload_content=False,
-                binary=True,
-            )
-        except Exception as exc:
-            return ExecOutput(None, b"", b"", error=f"exec: {str(exc)[:300]}")
+        return self.exec_in(
+            self.ref.namespace, self.ref.ref, container, cmd, deadline=deadline, max_bytes=max_bytes
+        )
+
+    def exec_in(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        cmd: Sequence[str],
+        *,
+        deadline: float,
+        max_bytes: int,
+        sink: Callable[[bytes], Any] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> ExecOutput:
+        """Exec over the WebSocket stream (binary). stdout goes to ``sink`` when given (no
+        limit here: the sink bounds it), else is kept up to ``max_bytes``; stderr is kept up
+        to ``max_bytes``. Ends at ``deadline`` or when ``should_stop()`` says so."""
+        ws, failure = self._connect_exec(namespace, pod, container, cmd, deadline)
+        if ws is None:
+            return ExecOutput(None, b"", b"", timed_out=failure is None, error=failure)
         out, err = bytearray(), bytearray()
         truncated = False
         status: Any = b""
+        stopped = False
         try:
             while ws.is_open() and time.monotonic() < deadline:
+                if should_stop():
+                    stopped = True
+                    break
                 ws.update(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
-                for buf, ch in ((out, 1), (err, 2)):
-                    data = ws.read_channel(ch)
-                    if isinstance(data, str):
-                        data = data.encode()
-                    room = max_bytes - len(buf)
-                    buf.extend(data[: max(0, room)])
+                data = _as_bytes(ws.read_channel(1))
+                if sink is not None:
+                    if data:
+                        sink(data)
+                else:
+                    room = max_bytes - len(out)
+                    out.extend(data[: max(0, room)])
                     truncated = truncated or len(data) > room
+                data = _as_bytes(ws.read_channel(2))
+                room = max_bytes - len(err)
+                err.extend(data[: max(0, room)])
+                truncated = truncated or len(data) > room
             timed_out = ws.is_open()
             status = ws.read_channel(3)  # the error channel: a metav1.Status, once at the end
         except Exception as exc:
@@ -293,10 +338,64 @@ class KubernetesRuntime:
             # socket open; shutdown() closes it whatever the state.
             with contextlib.suppress(Exception):
                 ws.sock.shutdown()
+        if stopped:
+            return ExecOutput(None, bytes(out), bytes(err), truncated, False, "exec stopped")
         if timed_out:
             return ExecOutput(None, bytes(out), bytes(err), truncated, True, "exec timed out")
         rc, error = _exec_status(status)
         return ExecOutput(rc, bytes(out), bytes(err), truncated, False, error)
+
+    def _connect_exec(
+        self, namespace: str, pod: str, container: str, cmd: Sequence[str], deadline: float
+    ) -> tuple[Any, str | None]:
+        """Open the exec WebSocket, bounded by ``deadline``: the client's handshake has no
+        timeout of its own, and an API server (or the kubelet behind it) may never answer.
+        Returns (ws, None), (None, error) or (None, None) when the deadline passed; a
+        connection that completes after we gave up is closed by its thread."""
+        stream = importlib.import_module("kubernetes.stream")
+        box: dict[str, Any] = {}
+        lock = threading.Lock()
+
+        def connect() -> None:
+            # A client of its own: stream() swaps the ApiClient's request method for the
+            # WebSocket one while it connects, so any other call on a shared client in that
+            # window (a Job deletion after we gave up waiting) would go out as a WebSocket.
+            api = self._k8s.client.ApiClient(self.client.configuration)
+            try:
+                ws = stream.stream(
+                    self._k8s.client.CoreV1Api(api).connect_get_namespaced_pod_exec,
+                    pod,
+                    namespace,
+                    container=container,
+                    command=list(cmd),
+                    stderr=True,
+                    stdin=False,
+                    stdout=True,
+                    tty=False,
+                    _preload_content=False,
+                    binary=True,
+                )
+            except Exception as exc:
+                box["error"] = f"exec: {str(exc)[:300]}"
+                return
+            finally:
+                with contextlib.suppress(Exception):
+                    api.rest_client.pool_manager.clear()
+            with lock:
+                if box.get("abandoned"):
+                    with contextlib.suppress(Exception):
+                        ws.close()
+                else:
+                    box["ws"] = ws
+
+        t = threading.Thread(target=connect, name="podmortem-k8s-exec", daemon=True)
+        t.start()
+        t.join(max(0.0, deadline - time.monotonic()))
+        with lock:
+            if "ws" in box or "error" in box:
+                return box.get("ws"), box.get("error")
+            box["abandoned"] = True
+        return None, None
 
     # ---------------------------------------------------------------- logs, diff
 
@@ -417,6 +516,12 @@ def _exec_status(raw: Any) -> tuple[int | None, str | None]:
     return None, str(doc.get("message") or doc)[:500]
 
 
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, str):
+        return data.encode()
+    return bytes(data or b"")
+
+
 def _missing_binary(out: ExecOutput) -> bool:
     text = ((out.error or "") + out.stdout[:500].decode("utf-8", "replace")).lower()
     if out.rc == 0 or out.timed_out:
@@ -425,73 +530,3 @@ def _missing_binary(out: ExecOutput) -> bool:
 
 
 MISSING_BINARY_TEXT = ("executable file not found", "no such file or directory", "not found")
-
-
-def node_agent_job(
-    *,
-    pod: Mapping[str, Any],
-    container_id: str,
-    image: str,
-    namespace: str = "podmortem",
-    budget: float = 30.0,
-    cri_socket: str = "/run/containerd/containerd.sock",
-) -> dict[str, Any]:
-    """A Job that runs ``podmortem acquire cri://ID`` on the pod's node and prints the case
-    as a tar on stdout (read back with ``read_namespaced_pod_log``).
-
-    Pinned with ``nodeName`` (no scheduler decision, no affinity to get wrong), host PID
-    namespace (host ``/proc``), the CRI socket, and the host root read-only for the overlay
-    upperdirs. It writes only into its own emptyDir."""
-    spec = pod.get("spec") or {}
-    node = spec.get("nodeName") or spec.get("node_name")
-    if not node:
-        raise AcquisitionError("the pod is not scheduled on a node: no node agent possible")
-    script = (
-        "set -e; podmortem acquire cri://$CID --case /work/case --budget $BUDGET "
-        "--cri-endpoint unix:///host-cri.sock --json /work/case-run.json >&2; "
-        "tar -C /work -cf - case case-run.json"
-    )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "generateName": "podmortem-node-agent-",
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": "podmortem-node-agent"},
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": {"app.kubernetes.io/name": "podmortem-node-agent"}},
-                "spec": {
-                    "nodeName": node,
-                    "hostPID": True,
-                    "restartPolicy": "Never",
-                    "tolerations": [{"operator": "Exists"}],
-                    "containers": [
-                        {
-                            "name": "podmortem",
-                            "image": image,
-                            "command": ["/bin/sh", "-c", script],
-                            "env": [
-                                {"name": "CID", "value": container_id},
-                                {"name": "BUDGET", "value": str(budget)},
-                            ],
-                            "securityContext": {"privileged": True},
-                            "volumeMounts": [
-                                {"name": "cri", "mountPath": "/host-cri.sock"},
-                                {"name": "host", "mountPath": "/host", "readOnly": True},
-                                {"name": "work", "mountPath": "/work"},
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "cri", "hostPath": {"path": cri_socket, "type": "Socket"}},
-                        {"name": "host", "hostPath": {"path": "/", "type": "Directory"}},
-                        {"name": "work", "emptyDir": {}},
-                    ],
-                },
-            },
-        },
-    }
