@@ -12,8 +12,10 @@ null-safe (``NOT COALESCE(x, FALSE)``): a missing field does not match, so its n
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from sigma.conditions import ConditionFieldEqualsValueExpression
+from sigma.conversion.state import ConversionState
 from sigma.types import SigmaString
 
 from podmortem.audit.hunt.backend import Aggregation, HuntBackend, QueryContext, Translation
@@ -119,6 +121,21 @@ class BigQueryBackend(HuntBackend):
             inner = outer.segments[outer.json_at :]
             arr = f"JSON_QUERY_ARRAY({self.column(outer)}, {sql_literal(_json_path(inner))})"
         return f"EXISTS(SELECT 1 FROM UNNEST({arr}) AS {var} WHERE {pred})"
+
+    def convert_condition_field_eq_val(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> Any:
+        ref = self.resolver.ref(str(cond.field))
+        if ref.kind == "derived" and ref.derived == "gke_command":
+            # The label holds argv as a JSON array text (or one plain string): one element per
+            # argument, as podmortem's GKE reader splits it.
+            col = ".".join(_ident(s, False) for s in _split(ref.column))
+            var = self.new_var()
+            elem = Ref("path", ref.native, (), element_of=var)
+            pred = super().convert_condition_field_eq_val(self.element_condition(cond, elem), state)
+            arr = f"IF(STARTS_WITH({col}, '['), JSON_VALUE_ARRAY({col}), [{col}])"
+            return f"EXISTS(SELECT 1 FROM UNNEST({arr}) AS {var} WHERE {pred})"
+        return super().convert_condition_field_eq_val(cond, state)
 
     def derived(self, ref: Ref, value: object) -> str:
         col = ".".join(_ident(s, False) for s in _split(ref.column))
