@@ -170,7 +170,14 @@ def observe(con: duckdb.DuckDBPyConnection, table: str = TABLE) -> list[Observat
     rows = con.execute(
         f"""
         WITH s AS (
-            SELECT coalesce(provider, 'unknown') AS p, envelope AS env, cluster AS cl, *
+            -- Only GKE entries carry a logName and only AKS records a category: parsing
+            -- every raw record for them took most of this query (0.45 s per 200k events).
+            SELECT coalesce(provider, 'unknown') AS p, envelope AS env, cluster AS cl,
+                   CASE WHEN provider = 'gke' THEN json_extract_string(raw, '$.logName') END
+                     AS log_name,
+                   CASE WHEN provider = 'aks' THEN json_extract_string(raw, '$.category') END
+                     AS category,
+                   source_file, obj_resource, verb, level, user_extra, truncated
             FROM "{table}"
         ), lv AS (
             SELECT p, env, cl, obj_resource, max({level_rank}) AS lr
@@ -183,11 +190,9 @@ def observe(con: duckdb.DuckDBPyConnection, table: str = TABLE) -> list[Observat
                (SELECT list(struct_pack(r := obj_resource, l := lr)) FROM lv
                  WHERE lv.p = s.p AND lv.env IS NOT DISTINCT FROM s.env
                    AND lv.cl IS NOT DISTINCT FROM s.cl),
-               list_distinct(list(regexp_extract(json_extract_string(raw, '$.logName'),
-                                                 '%2F([a-z_]+)$', 1))
-                             FILTER (json_extract_string(raw, '$.logName') IS NOT NULL)),
-               list_distinct(list(json_extract_string(raw, '$.category'))
-                             FILTER (json_extract_string(raw, '$.category') IS NOT NULL)),
+               list_distinct(list(regexp_extract(log_name, '%2F([a-z_]+)$', 1))
+                             FILTER (log_name IS NOT NULL)),
+               list_distinct(list(category) FILTER (category IS NOT NULL)),
                count(*) FILTER ({json_value("user_extra", EXTRA_CREDENTIAL)} IS NOT NULL),
                count(*) FILTER (coalesce(truncated, FALSE))
         FROM s GROUP BY s.p, s.env, s.cl ORDER BY s.p, s.env, s.cl
