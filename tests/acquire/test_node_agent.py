@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from k8s_test_apiserver import ApiServerDouble
 
 import podmortem
@@ -36,6 +37,45 @@ PLANT = (
     "echo staged > /dev/shm/payload; echo started; exec sleep 3600"
 )
 REPO = Path(podmortem.__file__).resolve().parents[2]
+RBAC = REPO / "deploy" / "rbac" / "podmortem-acquire.yaml"
+AGENT_NS = "podmortem"
+
+
+def _rbac() -> dict[str, list[dict[str, Any]]]:
+    """Rules by role name, from the shipped manifest."""
+    return {
+        d["metadata"]["name"]: d["rules"]
+        for d in yaml.safe_load_all(RBAC.read_text())
+        if d and d["kind"] in ("Role", "ClusterRole")
+    }
+
+
+def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def _attributes(method: str, path: str) -> tuple[str, str, str, str]:
+    """An API request as RBAC sees it: (namespace, group, resource[/subresource], verb)."""
+    parts = [p for p in path.split("/") if p]
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    ns, resource = rest[1], rest[2]
+    named = len(rest) > 3
+    if len(rest) > 4:
+        resource += "/" + rest[4]
+    verb = {
+        "POST": "create",
+        "DELETE": "delete",
+        "PATCH": "patch",
+        "GET": "get" if named else "list",
+    }[method]
+    return ns, group, resource, verb
 
 
 def _layer(entries: list[tuple[str, str, str]]) -> bytes:
@@ -141,6 +181,15 @@ def agent_env(cri_client: Any, engine_endpoints: Any, tmp_path: Path) -> Iterato
             "containerd_root": root,
             "cri_socket": engine_endpoints.cri_endpoint.removeprefix("unix://"),
         }
+    # Every call podmortem made is granted by the shipped RBAC: the operator Role in the
+    # agent namespace, the acquirer ClusterRole elsewhere.
+    roles = _rbac()
+    for method, path in api.requests:
+        if not path.startswith(("/api/v1/namespaces/", "/apis/")):
+            continue
+        ns, group, resource, verb = _attributes(method, path)
+        role = "podmortem-node-agent-operator" if ns == AGENT_NS else "podmortem-acquirer"
+        assert (group, resource, verb) in _grants(roles[role]), (method, path, role)
 
 
 def _run(
@@ -410,3 +459,28 @@ def test_keep_node_agent_leaves_the_job(
     while (api.job_object(ns, name) or {})["status"].get("succeeded") != 1:
         assert time.monotonic() < deadline, api.job_object(ns, name)
         time.sleep(0.2)
+
+
+def test_operator_role_grants_exactly_what_the_node_agent_calls() -> None:
+    """The other direction: each grant of the agent-namespace Role is a call the node-agent
+    code makes (read from its source), so the Role cannot quietly grow."""
+    import re
+
+    from podmortem.acquire import node_agent
+
+    calls = set(re.findall(r"self\.(?:core|batch)\.(\w+)", Path(node_agent.__file__).read_text()))
+    needed = {
+        {
+            "create_namespaced_job": ("batch", "jobs", "create"),
+            "delete_namespaced_job": ("batch", "jobs", "delete"),
+            "list_namespaced_pod": ("", "pods", "list"),
+            "read_namespaced_pod_log": ("", "pods/log", "get"),
+        }[c]
+        for c in calls
+    }
+    if "exec_in(" in Path(node_agent.__file__).read_text():
+        needed |= {("", "pods/exec", "get"), ("", "pods/exec", "create")}
+    assert _grants(_rbac()["podmortem-node-agent-operator"]) == needed
+    ns = next(d for d in yaml.safe_load_all(RBAC.read_text()) if d["kind"] == "Namespace")
+    assert ns["metadata"]["name"] == AGENT_NS
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"

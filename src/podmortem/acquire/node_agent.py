@@ -493,14 +493,18 @@ class NodeAgent:
         return self.pod
 
     def _pod_ended(self) -> bool:
-        pod = self._require_pod()
+        # A list, like the wait above: the operator Role needs no `get` on pods.
         try:
-            p = self.rt.api(
-                self.core.read_namespaced_pod, pod, self.cfg.namespace, _request_timeout=10
+            pods = self.rt.api(
+                self.core.list_namespaced_pod,
+                self.cfg.namespace,
+                label_selector=f"job-name={self.job}",
+                _request_timeout=10,
             )
         except PodmortemError:
             return True
-        return bool(p.status and p.status.phase in ("Failed", "Succeeded"))
+        phases = [p.status.phase for p in pods.items or [] if p.metadata.name == self.pod]
+        return not phases or phases[0] in ("Failed", "Succeeded")
 
     def _exec_text(self, c: TargetCollector, cmd: list[str]) -> str | None:
         """A small exec into the agent; its stdout when it exited 0, else None."""

@@ -310,25 +310,34 @@ class KubernetesRuntime:
         truncated = False
         status: Any = b""
         stopped = False
+
+        def drain() -> None:
+            nonlocal truncated
+            # read_channel() may itself read further frames (of any channel) when the one
+            # asked for is empty: hence one more drain after the stream has closed.
+            data = _as_bytes(ws.read_channel(1))
+            if sink is not None:
+                if data:
+                    sink(data)
+            else:
+                room = max_bytes - len(out)
+                out.extend(data[: max(0, room)])
+                truncated = truncated or len(data) > room
+            data = _as_bytes(ws.read_channel(2))
+            room = max_bytes - len(err)
+            err.extend(data[: max(0, room)])
+            truncated = truncated or len(data) > room
+
         try:
             while ws.is_open() and time.monotonic() < deadline:
                 if should_stop():
                     stopped = True
                     break
                 ws.update(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
-                data = _as_bytes(ws.read_channel(1))
-                if sink is not None:
-                    if data:
-                        sink(data)
-                else:
-                    room = max_bytes - len(out)
-                    out.extend(data[: max(0, room)])
-                    truncated = truncated or len(data) > room
-                data = _as_bytes(ws.read_channel(2))
-                room = max_bytes - len(err)
-                err.extend(data[: max(0, room)])
-                truncated = truncated or len(data) > room
+                drain()
             timed_out = ws.is_open()
+            if not stopped:
+                drain()
             status = ws.read_channel(3)  # the error channel: a metav1.Status, once at the end
         except Exception as exc:
             return ExecOutput(None, bytes(out), bytes(err), truncated, error=f"exec: {exc}"[:300])
@@ -375,6 +384,11 @@ class KubernetesRuntime:
                     _preload_content=False,
                     binary=True,
                 )
+                # The client keeps a copy of all stdout and stderr for read_all() unless told
+                # otherwise, and stream() offers no way to tell it: a node agent's transfer
+                # may be gigabytes, so that copy is replaced by a sink that keeps nothing.
+                if hasattr(ws, "_all"):
+                    ws._all = _Discard()
             except Exception as exc:
                 box["error"] = f"exec: {str(exc)[:300]}"
                 return
@@ -514,6 +528,14 @@ def _exec_status(raw: Any) -> tuple[int | None, str | None]:
         if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
             return int(cause["message"]), None
     return None, str(doc.get("message") or doc)[:500]
+
+
+class _Discard:
+    def write(self, data: Any) -> int:
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        return b""
 
 
 def _as_bytes(data: Any) -> bytes:
