@@ -15,7 +15,9 @@ from typing import Any
 
 import duckdb
 
-_TOKEN = re.compile(r"'(?:\\.|[^'\\])*'|`[^`]*`|[A-Za-z_][A-Za-z0-9_]*\(\)|[A-Za-z_][A-Za-z0-9_]*|.", re.S)
+_TOKEN = re.compile(
+    r"'(?:\\.|[^'\\])*'|`[^`]*`|[A-Za-z_][A-Za-z0-9_]*\(\)|[A-Za-z_][A-Za-z0-9_]*|.", re.S
+)
 _RENAME = {
     "SAFE_CAST": "TRY_CAST",
     "INT64": "BIGINT",
@@ -82,7 +84,12 @@ _HTTP_TO_GRPC = {200: 0, 201: 0, 101: 0, 400: 3, 401: 16, 403: 7, 404: 5, 409: 6
 def method_name(event: dict[str, Any]) -> str:
     ref = event.get("objectRef") or {}
     group = ref.get("apiGroup") or "core"
-    parts = ["io", "k8s", *reversed(group.replace(".k8s.io", "").split(".")), ref.get("apiVersion") or "v1"]
+    parts = [
+        "io",
+        "k8s",
+        *reversed(group.replace(".k8s.io", "").split(".")),
+        ref.get("apiVersion") or "v1",
+    ]
     parts.append(ref.get("resource") or "")
     if ref.get("subresource"):
         parts.append(ref["subresource"])

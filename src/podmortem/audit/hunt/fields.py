@@ -210,7 +210,7 @@ class FieldResolver:
         if spec.get("single_key"):
             if not _SAFE_KEY.fullmatch(sub):
                 raise UnknownFieldError(f"key {sub!r} has characters podmortem refuses")
-            segs = (Segment(sub, bool(spec.get("list")), single_key=True),)
+            segs: tuple[Segment, ...] = (Segment(sub, bool(spec.get("list")), single_key=True),)
         else:
             keys = sub.split(".")
             if any(not k for k in keys):
@@ -233,7 +233,7 @@ class TargetFieldTransformation(FieldMappingTransformationBase):
 
     resolver: FieldResolver
 
-    def apply_field_name(self, field: str | None) -> None | str | list[str]:
+    def apply_field_name(self, field: str | None) -> str | list[str] | None:
         if field is None:
             return None
         return self.resolver.tokens(field)
