@@ -419,11 +419,14 @@ class NodeAgent:
             case_dir = staging / "case"
             _unpack(staging / "transfer.tar", staging, self.cfg.max_transfer_bytes)
             self._check(case_dir, d)
+            d.seconds["verified"] = round(time.monotonic() - t0, 3)
             # The agent may go now; the case is safe here.
             self._exec_text(c, ["touch", f"{WORK}/collected"])
+            d.seconds["released"] = round(time.monotonic() - t0, 3)
             run_doc = _read_run_document(case_dir)
             _import(c, case_dir, d)
             d.seconds["imported"] = round(time.monotonic() - t0, 3)
+            _record_delivery(c, d)
             _merge(c, run_doc, d, self._agent_target())
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -738,6 +741,22 @@ def _import(c: TargetCollector, case_dir: Path, d: Delivery) -> None:
         if rec.sha256 != want[rel]:
             raise TransferRejectedError(f"{rel} changed while it was imported")
     d.artifacts = len(want)
+    c.case.log_action(
+        "node_agent_case_imported",
+        {
+            "target": c.r.target,
+            "job": d.job,
+            "into": f"artifacts/{base}",
+            "transfer_sha256": d.transfer_sha256,
+            "transfer_bytes": d.transfer_bytes,
+            "agent_custody_head": d.custody_head,
+            "files": d.artifacts,
+        },
+    )
+
+
+def _record_delivery(c: TargetCollector, d: Delivery) -> None:
+    """How the agent's case was checked, kept beside it."""
     c.put(
         "node-agent/transfer.json",
         {
@@ -755,18 +774,6 @@ def _import(c: TargetCollector, case_dir: Path, d: Delivery) -> None:
         },
         source="analysis",
         command="podmortem: node-agent transfer checks",
-    )
-    c.case.log_action(
-        "node_agent_case_imported",
-        {
-            "target": c.r.target,
-            "job": d.job,
-            "into": f"artifacts/{base}",
-            "transfer_sha256": d.transfer_sha256,
-            "transfer_bytes": d.transfer_bytes,
-            "agent_custody_head": d.custody_head,
-            "files": d.artifacts,
-        },
     )
 
 
