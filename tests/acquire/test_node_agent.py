@@ -314,9 +314,40 @@ def test_node_agent_brings_the_node_view_back(
     assert st.state == "CONTAINER_RUNNING"
 
 
+def _flip_artifact_byte(work: Path) -> str:
+    """One byte of one artifact changes (the custody log still names its old hash)."""
+    victim = next(work.glob("case/artifacts/acquisitions/*/targets/*/t1/processes.json"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    return "fails verification"
+
+
+def _rewrite_examiner(work: Path) -> str:
+    """The manifest's examiner is rewritten: nothing in the custody chain covers that field,
+    the seal taken on the node does."""
+    manifest = work / "case" / "case.json"
+    doc = json.loads(manifest.read_text())
+    doc["examiner"] = "someone else"
+    manifest.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return "differs from the agent's seal"
+
+
+def _plant_symlink(work: Path) -> str:
+    """A link to the node's shadow file appears in the case (a compromised node's trick to
+    make the unpacker read or write outside the case)."""
+    (work / "case" / "artifacts" / "shadow").symlink_to("/etc/shadow")
+    return "non-file"
+
+
 @pytest.mark.integration
+@pytest.mark.parametrize("tamper", [_flip_artifact_byte, _rewrite_examiner, _plant_symlink])
 def test_tampered_transfer_is_an_integrity_failure(
-    make_cri_pod: Callable[..., Any], agent_env: dict[str, Any], cri_client: Any, tmp_path: Path
+    make_cri_pod: Callable[..., Any],
+    agent_env: dict[str, Any],
+    cri_client: Any,
+    tmp_path: Path,
+    tamper: Callable[[Path], str],
 ) -> None:
     pod = make_cri_pod(command=["sh", "-c", PLANT], name="agent-tamper")
     _wait_ready(cri_client, pod)
@@ -324,16 +355,10 @@ def test_tampered_transfer_is_an_integrity_failure(
     tampered: list[str] = []
 
     def corrupt(ns: str, name: str, cmd: list[str]) -> None:
-        # Just before the transfer, one byte of one artifact of the agent's case changes on
-        # the node (after the agent sealed it).
-        if ns != "podmortem" or not any("tar -cf" in c for c in cmd):
-            return
-        work = api.empty_dir(ns, name, "work")
-        victim = next(work.glob("case/artifacts/acquisitions/*/targets/*/t1/processes.json"))
-        data = bytearray(victim.read_bytes())
-        data[len(data) // 2] ^= 0x01
-        victim.write_bytes(bytes(data))
-        tampered.append(str(victim))
+        # Just before the transfer, after the agent sealed its case, the case changes on
+        # the node.
+        if ns == "podmortem" and any("tar -cf" in c for c in cmd):
+            tampered.append(tamper(api.empty_dir(ns, name, "work")))
 
     api.exec_hooks.append(corrupt)
     case = tmp_path / "case"
@@ -344,6 +369,8 @@ def test_tampered_transfer_is_an_integrity_failure(
     doc = json.loads((tmp_path / "case.json").read_text())
     kinds = {c["kind"] for c in doc["caveats"]}
     assert "node-agent-integrity" in kinds and not doc["targets"][0]["node_view"]
+    rejected = next(c for c in doc["caveats"] if c["kind"] == "node-agent-integrity")
+    assert tampered[0] in rejected["message"]
     # Nothing of the transfer is in the case as if it were good...
     assert not list(case.glob("artifacts/**/node-agent/case"))
     assert not [p for p in doc["processes"] if p["exe_sha256"]]
@@ -484,3 +511,53 @@ def test_operator_role_grants_exactly_what_the_node_agent_calls() -> None:
     ns = next(d for d in yaml.safe_load_all(RBAC.read_text()) if d["kind"] == "Namespace")
     assert ns["metadata"]["name"] == AGENT_NS
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+@pytest.mark.integration
+def test_unpullable_image_fails_fast_with_the_reason(
+    make_cri_pod: Callable[..., Any], agent_env: dict[str, Any], cri_client: Any, tmp_path: Path
+) -> None:
+    pod = make_cri_pod(name="agent-nopull")
+    _wait_ready_sleep(cri_client, pod)
+    api: ApiServerDouble = agent_env["api"]
+    t = time.monotonic()
+    r = _run(agent_env, pod, tmp_path / "case", image="registry.invalid/podmortem:none", budget=60)
+    assert time.monotonic() - t < 30  # not the whole budget: the pull error ends the wait
+    assert r.returncode == AcquisitionError.exit_code, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "case.json").read_text())
+    failed = next(c for c in doc["caveats"] if c["kind"] == "node-agent-failed")
+    assert "ErrImagePull" in failed["message"]
+    assert _jobs_gone(api) and not _agent_sandboxes(cri_client)
+
+
+@pytest.mark.integration
+def test_on_the_node_no_job_is_created(
+    make_cri_pod: Callable[..., Any],
+    agent_env: dict[str, Any],
+    engine_endpoints: Any,
+    tmp_path: Path,
+) -> None:
+    """The default policy: the node view is taken locally when podmortem is on the pod's
+    node, even with an agent image configured."""
+    from podmortem.acquire import Options, acquire
+    from podmortem.acquire.node_agent import AgentConfig
+    from podmortem.acquire.runtimes import Endpoints, open_runtime
+    from podmortem.acquire.target import parse_target
+    from podmortem.case import Case
+
+    pod = make_cri_pod(name="agent-local")
+    api: ApiServerDouble = agent_env["api"]
+    ep = Endpoints(
+        kubeconfig=str(api.kubeconfig),
+        node_cri=engine_endpoints.cri_endpoint,
+        node_agent=AgentConfig(image=agent_env["image"]),
+    )
+    case = Case.init(tmp_path / "case", case_id="K8S-L", examiner="pytest")
+    doc = acquire(
+        case,
+        [parse_target(f"k8s://{NS}/{pod.pod_name}")],
+        lambda r: open_runtime(r, ep),
+        Options(budget=30),
+    )
+    assert doc["targets"][0]["node_view"] is True
+    assert not [r for r in api.requests if "/jobs" in r[1]] and not api.jobs
