@@ -183,13 +183,17 @@ def agent_env(cri_client: Any, engine_endpoints: Any, tmp_path: Path) -> Iterato
         }
     # Every call podmortem made is granted by the shipped RBAC: the operator Role in the
     # agent namespace, the acquirer ClusterRole elsewhere.
+    # (The operator Role goes into whichever namespace --node-agent-namespace names.)
     roles = _rbac()
-    for method, path in api.requests:
-        if not path.startswith(("/api/v1/namespaces/", "/apis/")):
-            continue
-        ns, group, resource, verb = _attributes(method, path)
-        role = "podmortem-node-agent-operator" if ns == AGENT_NS else "podmortem-acquirer"
-        assert (group, resource, verb) in _grants(roles[role]), (method, path, role)
+    calls = [
+        _attributes(m, p)
+        for m, p in api.requests
+        if p.startswith(("/api/v1/namespaces/", "/apis/"))
+    ]
+    agent_namespaces = {ns for ns, _g, resource, _v in calls if resource == "jobs"}
+    for ns, group, resource, verb in calls:
+        role = "podmortem-node-agent-operator" if ns in agent_namespaces else "podmortem-acquirer"
+        assert (group, resource, verb) in _grants(roles[role]), (ns, resource, verb, role)
 
 
 def _run(
@@ -561,3 +565,18 @@ def test_on_the_node_no_job_is_created(
     )
     assert doc["targets"][0]["node_view"] is True
     assert not [r for r in api.requests if "/jobs" in r[1]] and not api.jobs
+
+
+@pytest.mark.integration
+def test_missing_agent_namespace_says_what_to_apply(
+    make_cri_pod: Callable[..., Any], agent_env: dict[str, Any], cri_client: Any, tmp_path: Path
+) -> None:
+    pod = make_cri_pod(name="agent-nons")
+    _wait_ready_sleep(cri_client, pod)
+    r = _run(agent_env, pod, tmp_path / "case", extra=("--node-agent-namespace", "forensics"))
+    assert r.returncode == AcquisitionError.exit_code, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "case.json").read_text())
+    failed = next(c for c in doc["caveats"] if c["kind"] == "node-agent-failed")
+    assert "404" in failed["message"] and "podmortem-acquire.yaml" in failed["message"]
+    assert "in-container-only" in {c["kind"] for c in doc["caveats"]}  # the fallback ran
+    assert not agent_env["api"].jobs and verify_case(tmp_path / "case").ok

@@ -29,7 +29,6 @@ from podmortem.acquire.caveats import (  # re-exported: the kinds belong to this
     HOST_NETWORK,
     NO_EXEC_VIEW,
     NO_NODE_VIEW,
-    NODE_AGENT_FAILED,
     PROCESS_EXITED,
     RESTARTED,
     SIDE_EFFECT,
@@ -227,13 +226,11 @@ class TargetCollector:
         from podmortem.acquire import node_agent
 
         try:
-            self._step("T1", "node agent start", lambda: agent.start(self))
+            self._step("T1", "node agent start", node_agent.start_step(self, agent))
             if self.opt.exec_allowed:
                 self._step("T1", "in-container view", lambda: exec_view.second_view(self))
             if agent.job is not None:
                 self._step("T1-T4", "node view (node agent)", node_agent.collect_step(self, agent))
-            else:
-                self.caveat(NODE_AGENT_FAILED, "node agent: the Job could not be created")
             if not self.r.node_view and self.opt.exec_allowed:
                 self._step(
                     "T1", "in-container fallback", lambda: exec_view.in_container_fallback(self)

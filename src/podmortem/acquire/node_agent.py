@@ -32,6 +32,7 @@ import shutil
 import tarfile
 import tempfile
 import time
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -902,7 +903,7 @@ def _record(cls: Any, item: Mapping[str, Any]) -> Any:
 def _fits(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return any(_fits(value, a) for a in args)
     if hint is type(None):
         return value is None
@@ -930,6 +931,28 @@ __all__ = [
     "TransferRejectedError",
     "node_agent_job",
 ]
+
+
+def start_step(c: TargetCollector, agent: NodeAgent) -> Callable[[], None]:
+    """The collector step that creates the Job; a refusal is a node-agent caveat that says
+    what to fix (the namespace and RBAC ship in deploy/rbac/podmortem-acquire.yaml)."""
+
+    def step() -> None:
+        try:
+            agent.start(c)
+        except PodmortemError as exc:
+            hint = ""
+            if any(f"failed: {code} " in exc.message for code in (401, 403, 404)):
+                hint = (
+                    f" (does namespace {agent.cfg.namespace!r} exist, and may you create Jobs "
+                    "there? see deploy/rbac/podmortem-acquire.yaml)"
+                )
+            c.caveat(
+                NODE_AGENT_FAILED,
+                f"node agent: the Job could not be created: {exc.message}{hint}"[:1000],
+            )
+
+    return step
 
 
 def collect_step(c: TargetCollector, agent: NodeAgent) -> Callable[[], None]:
