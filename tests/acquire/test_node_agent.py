@@ -453,7 +453,7 @@ def test_budget_exceeded_still_deletes_the_job(
 
     # Every poll of the agent's status hangs until the budget is gone (a slow node).
     def slow(ns: str, name: str, cmd: list[str]) -> None:
-        if ns == "podmortem" and cmd[-1].endswith("/rc"):
+        if ns == "podmortem" and any('"$0/rc"' in c for c in cmd):
             time.sleep(4)
 
     api.exec_hooks.append(slow)
