@@ -59,11 +59,16 @@ class StepSet(Protocol):
 
 
 class Procedure:
-    """One provider's procedure against one target, recorded in ``case`` (if any)."""
+    """One provider's procedure against one target, recorded in ``case`` (if any).
+
+    Either step set may be absent: without ``kube`` (``--no-kube``) the ``k8s.*`` steps are
+    recorded as not applicable; without ``cloud`` (``watch`` with no provider configured,
+    target provider ``kubernetes``) the procedure is the Kubernetes steps alone, run and
+    recorded exactly as they are within a provider's procedure."""
 
     def __init__(
         self,
-        cloud: StepSet,
+        cloud: StepSet | None,
         kube: StepSet | None,
         *,
         case: Case | None,
@@ -83,9 +88,9 @@ class Procedure:
         error: str | None = None
         failure: BaseException | None = None
         try:
-            if self.kube is not None:
-                self.kube.resolve(target, calls)
-            self.cloud.resolve(target, calls)
+            for steps in (self.kube, self.cloud):
+                if steps is not None:
+                    steps.resolve(target, calls)
         except ProviderRefused as exc:
             # Without resolution the target's identity (and its cluster membership) is
             # unverified: acting on it could change an unrelated machine. Record and stop.
@@ -94,6 +99,9 @@ class Procedure:
         except PodmortemError as exc:
             error = exc.message
             failure = exc
+        except Exception as exc:  # the pod is gone, the API is down: recorded, then stop
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:1000]
+            failure = AcquisitionError(f"cannot resolve the target: {error[:300]}")
         if self.case is not None:
             self.case.log_action(
                 RESOLVE_ACTION,
@@ -129,16 +137,22 @@ class Procedure:
                 on_step(report)
         return reports
 
-    def _owner(self, spec: StepSpec) -> StepSet | None:
-        return self.kube if spec.id.startswith("k8s.") else self.cloud
+    def _owner(self, step_id: str) -> StepSet | None:
+        return self.kube if step_id.startswith("k8s.") else self.cloud
+
+    @staticmethod
+    def _absent(step_id: str) -> str:
+        if step_id.startswith("k8s."):
+            return "no Kubernetes API access configured"
+        return "no cloud provider configured"
 
     def _run_one(self, spec: StepSpec, target: Target, execute: bool) -> StepReport:
         calls = CallLog(execute=execute)
         ctx = StepContext(case_id=self.case_id, target=target, calls=calls)
-        owner = self._owner(spec)
+        owner = self._owner(spec.id)
         missing = [n for n in spec.needs if getattr(target, n) is None]
         if owner is None:
-            outcome = Outcome(Status.NOT_APPLICABLE, "no Kubernetes API access configured")
+            outcome = Outcome(Status.NOT_APPLICABLE, self._absent(spec.id))
         elif missing:
             outcome = Outcome(Status.NOT_APPLICABLE, f"no {', '.join(missing)} selected/resolved")
         elif spec.id not in owner.steps:
@@ -207,7 +221,7 @@ class Procedure:
             step_id = str(item["step"])
             calls = CallLog(execute=execute)
             ctx = StepContext(case_id=self.case_id, target=target, calls=calls)
-            owner = self.kube if step_id.startswith("k8s.") else self.cloud
+            owner = self._owner(step_id)
             if owner is None or step_id not in owner.undos:
                 outcome = Outcome(Status.FAILED, f"cannot undo {step_id} here")
             else:

@@ -1,9 +1,10 @@
 """Kubernetes-level containment, the same for every provider, through the official client.
 
-Patches are JSON merge patches of metadata maps (labels, annotations) and of whole
+Patches are merge patches of metadata maps (labels, annotations) and of whole
 ``podSelector`` objects, so the request body is exactly what a reviewer reads in the custody
-log. A ``None`` value in a merge patch removes the key, which is how ``release`` takes
-labels off again.
+log. The client sends a dict body as a strategic merge patch, which on these maps merges key
+by key like a JSON merge patch: a ``None`` value removes the key, which is how ``release``
+takes labels off again.
 """
 
 from __future__ import annotations
@@ -145,7 +146,9 @@ class KubernetesContainment:
         if target.node and target.instance is None:
             node = calls.read("core", "read_node", self.core.read_node, name=target.node)
             pid = node.spec.provider_id if node.spec else None
-            if pid:
+            # Without a cloud provider nothing acts on the machine: its id is not needed
+            # (and a self-managed cluster's providerID may follow no documented shape).
+            if pid and target.provider in _PROVIDER_ID:
                 parse_provider_id(target.provider, pid, target)
 
     def _read_pod(self, calls: CallLog, target: Target) -> Any:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 Provider = Literal["eks", "aks", "gke"]
 PROVIDERS: tuple[Provider, ...] = ("eks", "aks", "gke")
+# Where a target lives: a managed cluster of one provider, or a cluster reached only through
+# its Kubernetes API (``watch`` without --provider): then only the ``k8s.*`` steps exist.
+KUBERNETES: Final = "kubernetes"
+Platform = Literal["eks", "aks", "gke", "kubernetes"]
 Phase = Literal["preserve", "contain"]
 PHASES: tuple[Phase, ...] = ("preserve", "contain")
 
@@ -36,11 +40,13 @@ class Status(enum.StrEnum):
 class Target:
     """What the investigator pointed at, and what was resolved from it.
 
+    ``provider`` is ``kubernetes`` when no cloud is configured (Kubernetes steps only).
+
     ``pod`` is ``namespace/name``. ``instance`` is the provider's id for the node's machine:
     an EC2 instance id, an Azure scale-set VM (``<vmss>/<instance id>``), a GCE instance name.
     ``zone`` and ``group`` are filled by resolution (GCE zone, node resource group...)."""
 
-    provider: Provider
+    provider: Platform
     cluster: str
     pod: str | None = None
     node: str | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from podmortem.cloud.model import PHASES, Provider
+from podmortem.cloud.model import KUBERNETES, PHASES, Platform
 from podmortem.errors import InputError
 
 NEEDS = frozenset({"pod", "node", "instance"})
@@ -102,11 +102,13 @@ def load(name: str) -> tuple[StepSpec, ...]:
     return tuple(parse(ref.read_text(encoding="utf-8"), f"playbooks/{name}.yaml"))
 
 
-def procedure(provider: Provider) -> list[StepSpec]:
+def procedure(provider: Platform) -> list[StepSpec]:
     """The full ordered procedure for ``provider``: preserve first (nothing is lost by
     protecting and copying), then contain; Kubernetes steps before the cloud's in each
-    phase, because marking the pod and node is what the cloud steps' tags refer to."""
-    k8s, cloud = load("kubernetes"), load(provider)
+    phase, because marking the pod and node is what the cloud steps' tags refer to.
+    ``kubernetes`` (no cloud configured) is the Kubernetes steps alone."""
+    k8s = load(KUBERNETES)
+    cloud = () if provider == KUBERNETES else load(provider)
     ordered: list[StepSpec] = []
     for phase in PHASES:
         ordered += [s for s in k8s if s.phase == phase]
