@@ -11,8 +11,11 @@ refusal is recorded); 1 when a step failed; the usual podmortem codes otherwise.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -93,6 +96,58 @@ class Options:
         return None
 
 
+# The options several commands share, declared once: (parameter name, type, default).
+Shared = tuple[tuple[str, Any, Any], ...]
+SELECTORS: Shared = (
+    ("pod", PodOpt, None),
+    ("node", NodeOpt, None),
+    ("instance_id", InstanceOpt, None),
+)
+PROVIDER_CONFIG: Shared = (
+    ("region", RegionOpt, None),
+    ("profile", ProfileOpt, None),
+    ("subscription", SubscriptionOpt, None),
+    ("resource_group", ResourceGroupOpt, None),
+    ("project", ProjectOpt, None),
+    ("location", LocationOpt, None),
+)
+TARGET_ACCESS: Shared = (
+    ("zone", ZoneOpt, None),
+    ("kubeconfig", KubeconfigOpt, None),
+    ("context", ContextOpt, None),
+    ("no_kube", NoKubeOpt, False),
+)
+Command = Callable[..., None]
+
+
+def shared(*groups: Shared) -> Callable[[Command], Command]:
+    """Give a command the shared options where its ``opts`` parameter stands; they reach it
+    gathered in one :class:`Options`. Typer reads the command's signature, so the one built
+    here is the command line (every option after ``opts`` is keyword-only: Typer passes
+    them all by name)."""
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+        for group in groups
+        for name, ann, default in group
+    ]
+    names = [p.name for p in extra]
+
+    def wrap(fn: Command) -> Command:
+        own = list(inspect.signature(fn, eval_str=True).parameters.values())
+        at = [p.name for p in own].index("opts")
+        rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[at + 1 :]]
+
+        @functools.wraps(fn)
+        def command(**kw: Any) -> None:
+            opts = Options(**{n: kw.pop(n) for n in names})
+            fn(opts=opts, **kw)
+
+        command.__signature__ = inspect.Signature([*own[:at], *extra, *rest])  # type: ignore[attr-defined]
+        return command
+
+    return wrap
+
+
 # ---------------------------------------------------------------------------- building
 
 
@@ -101,44 +156,29 @@ def _kube(opts: Options) -> StepSet | None:
         if opts.pod or opts.node:
             raise InputError("--pod and --node need the Kubernetes API; drop --no-kube")
         return None
-    try:
-        from kubernetes import client, config
-    except ImportError as exc:  # pragma: no cover - dependency
-        raise CapabilityUnavailable("the kubernetes client is not installed") from exc
-    from podmortem.cloud.kubernetes import KubernetesContainment
+    from podmortem.cloud.clients import kubernetes_steps
 
     try:
-        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(opts.kubeconfig) if opts.kubeconfig else None, context=opts.context
-        )
-    except Exception as exc:  # no kubeconfig, bad context: say which, one line
+        return kubernetes_steps(opts.kubeconfig, opts.context)
+    except CapabilityUnavailable:  # no kubeconfig, bad context: fatal only if it is needed
         if opts.pod or opts.node:
-            raise CapabilityUnavailable(f"cannot load the kubeconfig: {exc}") from exc
+            raise
         err.print("no Kubernetes API access: Kubernetes-level steps will be recorded as such")
         return None
-    return KubernetesContainment(
-        client.CoreV1Api(api), client.AppsV1Api(api), client.NetworkingV1Api(api)
-    )
 
 
 def _cloud(provider: ProviderName, opts: Options) -> Any:
-    if provider is ProviderName.eks:
-        from podmortem.cloud.providers import aws
+    from podmortem.cloud.clients import CloudConfig, provider_steps
 
-        return aws.EksSteps(aws.session_factory(opts.profile, opts.region))
-    if provider is ProviderName.aks:
-        from podmortem.cloud.providers import azure
-
-        if not opts.subscription:
-            raise InputError("AKS needs --subscription (or AZURE_SUBSCRIPTION_ID)")
-        return azure.AksSteps(
-            azure.default_clients(opts.subscription), resource_group=opts.resource_group
-        )
-    from podmortem.cloud.providers import gcp
-
-    return gcp.GkeSteps(
-        gcp.default_clients(opts.project), project=opts.project, location=opts.location
+    config = CloudConfig(
+        region=opts.region,
+        profile=opts.profile,
+        subscription=opts.subscription,
+        resource_group=opts.resource_group,
+        project=opts.project,
+        location=opts.location,
     )
+    return provider_steps(provider.value, config)
 
 
 def _target(provider: ProviderName, cluster: str, opts: Options) -> Target:
@@ -249,10 +289,6 @@ def _finish(reports: list[StepReport], json_out: Path | None, target: Target, wh
         raise typer.Exit(1)
 
 
-def _opts(**kw: Any) -> Options:
-    return Options(**kw)
-
-
 # ---------------------------------------------------------------------------- commands
 
 
@@ -289,28 +325,17 @@ def _run(
 
 
 @app.command("plan")
-def plan(  # noqa: PLR0917 - typer maps parameters to options
+@shared(SELECTORS, PROVIDER_CONFIG, TARGET_ACCESS)
+def plan(
     provider: ProviderArg,
     cluster: ClusterOpt,
-    pod: PodOpt = None,
-    node: NodeOpt = None,
-    instance_id: InstanceOpt = None,
+    *,
+    opts: Options,
     case: CaseOpt = None,
     json_out: JsonOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    subscription: SubscriptionOpt = None,
-    resource_group: ResourceGroupOpt = None,
-    project: ProjectOpt = None,
-    location: LocationOpt = None,
-    zone: ZoneOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    no_kube: NoKubeOpt = False,
 ) -> None:
     """Read the live state and print the ordered procedure (why, risk, undo). Changes
     nothing; with --case the reads are recorded in its custody log."""
-    opts = _opts(**{k: v for k, v in locals().items() if k not in ("provider", "cluster")})
     _run(
         provider,
         cluster,
@@ -325,27 +350,16 @@ def plan(  # noqa: PLR0917 - typer maps parameters to options
 
 
 def _phase_command(phase: str, doc: str) -> None:
-    def command(  # noqa: PLR0917 - typer maps parameters to options
+    @shared(SELECTORS, PROVIDER_CONFIG, TARGET_ACCESS)
+    def command(
         provider: ProviderArg,
         cluster: ClusterOpt,
-        pod: PodOpt = None,
-        node: NodeOpt = None,
-        instance_id: InstanceOpt = None,
+        *,
+        opts: Options,
         case: CaseOpt = None,
         execute: ExecuteOpt = False,
         json_out: JsonOpt = None,
-        region: RegionOpt = None,
-        profile: ProfileOpt = None,
-        subscription: SubscriptionOpt = None,
-        resource_group: ResourceGroupOpt = None,
-        project: ProjectOpt = None,
-        location: LocationOpt = None,
-        zone: ZoneOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        no_kube: NoKubeOpt = False,
     ) -> None:
-        opts = _opts(**{k: v for k, v in locals().items() if k not in ("provider", "cluster")})
         _run(
             provider,
             cluster,
@@ -373,33 +387,22 @@ _phase_command(
 
 
 @app.command("release")
-def release(  # noqa: PLR0917 - typer maps parameters to options
+@shared(SELECTORS, PROVIDER_CONFIG, TARGET_ACCESS)
+def release(
     provider: ProviderArg,
     cluster: ClusterOpt,
     case: Annotated[Path, typer.Option("--case", help="Case folder whose custody log to undo.")],
-    pod: PodOpt = None,
-    node: NodeOpt = None,
-    instance_id: InstanceOpt = None,
+    *,
+    opts: Options,
     execute: ExecuteOpt = False,
     include_preserve: Annotated[
         bool,
         typer.Option("--include-preserve", help="Also undo reversible preservation steps."),
     ] = False,
     json_out: JsonOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    subscription: SubscriptionOpt = None,
-    resource_group: ResourceGroupOpt = None,
-    project: ProjectOpt = None,
-    location: LocationOpt = None,
-    zone: ZoneOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    no_kube: NoKubeOpt = False,
 ) -> None:
     """Undo the containment this case recorded, newest first (only with --execute).
     Snapshots are never deleted."""
-    opts = _opts(**{k: v for k, v in locals().items() if k not in ("provider", "cluster")})
     c = _open_case(case, required=True)
     proc = _procedure(provider, opts, c)
     target = proc.resolve(_target(provider, cluster, opts))
@@ -434,6 +437,7 @@ def _when(text: str, now: datetime) -> datetime:
 
 
 @app.command("collect-logs")
+@shared(PROVIDER_CONFIG)
 def collect_logs(  # noqa: PLR0917 - typer maps parameters to options
     provider: ProviderArg,
     cluster: ClusterOpt,
@@ -447,12 +451,8 @@ def collect_logs(  # noqa: PLR0917 - typer maps parameters to options
     table: Annotated[
         str, typer.Option("--table", help="AKS: AKSAudit, AKSAuditAdmin or AzureDiagnostics.")
     ] = "AKSAudit",
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    subscription: SubscriptionOpt = None,
-    resource_group: ResourceGroupOpt = None,
-    project: ProjectOpt = None,
-    location: LocationOpt = None,
+    *,
+    opts: Options,
 ) -> None:
     """Pull the control plane's audit log into the case, page by page, ready for
     ``podmortem audit analyze``."""
@@ -465,14 +465,6 @@ def collect_logs(  # noqa: PLR0917 - typer maps parameters to options
     if start >= end:
         raise InputError("--since must be before --until")
     c = Case.open(case)
-    opts = _opts(
-        region=region,
-        profile=profile,
-        subscription=subscription,
-        resource_group=resource_group,
-        project=project,
-        location=location,
-    )
     steps = _cloud(provider, opts)
     if provider is ProviderName.eks:
         source = "eks-filter-log-events"
@@ -525,30 +517,19 @@ def collect_logs(  # noqa: PLR0917 - typer maps parameters to options
 
 
 @app.command("readiness")
-def readiness(  # noqa: PLR0917 - typer maps parameters to options
+@shared(PROVIDER_CONFIG)
+def readiness(
     provider: ProviderArg,
     cluster: ClusterOpt,
     json_out: JsonOpt = None,
     case: Annotated[
         Path | None, typer.Option("--case", help="Record the reads and results in this case.")
     ] = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    subscription: SubscriptionOpt = None,
-    resource_group: ResourceGroupOpt = None,
-    project: ProjectOpt = None,
-    location: LocationOpt = None,
+    *,
+    opts: Options,
 ) -> None:
     """Forensic readiness of a cluster: each check with its control mappings (CIS, SOC 2,
     HIPAA, PCI DSS) and the Terraform that fixes it. Exit 1 when a check fails."""
-    opts = _opts(
-        region=region,
-        profile=profile,
-        subscription=subscription,
-        resource_group=resource_group,
-        project=project,
-        location=location,
-    )
     doc = run_readiness(provider, cluster, opts, case)
     print_readiness(doc, console)
     if json_out:
