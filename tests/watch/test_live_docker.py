@@ -77,6 +77,62 @@ def test_exec_into_pod_seals_a_case(
     assert len([p for p in cases.iterdir() if not p.name.startswith(".")]) == 1
 
 
+def test_exec_into_pod_with_kube_access_protects_it(
+    tmp_path: Path, make_docker_container: Any, engine_endpoints: Any
+) -> None:
+    """The command with --kubeconfig and no --provider: the pod is acquired on the engine
+    and, through the Kubernetes API (the fake of tests/cloud), its node and itself get the
+    autoscaler protection annotations, each step in the same case's custody log."""
+    from cloud.k8s_server import FakeKube
+
+    c = make_docker_container()
+    kube = FakeKube()
+    url = kube.start()
+    try:
+        kube.add_node("worker-1", "kind://docker/kind/worker-1")
+        kube.add_pod("default", c.name, "worker-1", {"app": "web"})
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "t",
+                    "clusters": [{"name": "f", "cluster": {"server": url}}],
+                    "contexts": [{"name": "t", "context": {"cluster": "f", "user": "u"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                }
+            )
+        )
+        log = tmp_path / "audit.log"
+        ev = event(2, T0, verb="create", name=c.name, subresource="exec", code=101, command="sh")
+        log.write_text(json.dumps(ev) + "\n")
+        r = run_watch(
+            [str(log), "--case-root", str(tmp_path / "cases"), "--target", "docker://{pod}",
+             "--kubeconfig", str(kubeconfig), "--once", "--budget", "20"],
+            engine_endpoints.docker_host,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        [resp] = [json.loads(x) for x in r.stderr.splitlines() if '"event":"response"' in x]
+        assert resp["status"] == "done" and resp["complete"] is True, resp
+        annotations = kube.node("worker-1")["metadata"]["annotations"]
+        assert annotations["cluster-autoscaler.kubernetes.io/scale-down-disabled"] == "true"
+        pod_ann = kube.pod("default", c.name)["metadata"]["annotations"]
+        assert pod_ann["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+        assert "unschedulable" not in kube.node("worker-1")["spec"]
+        recs = [
+            p.record
+            for p in read_lines((Path(resp["case"]) / "custody.jsonl").read_bytes())
+            if p.record
+        ]
+        steps = [x.details["step"] for x in recs if x.action == "cloud_step"]
+        assert steps == ["k8s.mark-pod", "k8s.mark-node", "k8s.autoscaler-protection"]
+        assert "watch_step_skipped" not in [x.action for x in recs]
+        assert verify_case(Path(resp["case"])).ok
+    finally:
+        kube.stop()
+
+
 def test_dry_run_says_what_it_would_do(tmp_path: Path, engine_endpoints: Any) -> None:
     log = tmp_path / "audit.log"
     log.write_text(

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from podmortem.cloud.clients import CloudConfig, provider_steps
+from podmortem.cloud.model import PROVIDERS
 from podmortem.errors import InputError
+
+if TYPE_CHECKING:
+    from podmortem.case import Case
+    from podmortem.cloud.executor import Procedure
+    from podmortem.cloud.model import Provider
 
 SOURCE_HELP = (
     "An audit log file being appended to (rotation followed); 'webhook' (the API server's"
@@ -22,6 +31,35 @@ SOURCE_HELP = (
 
 def register(root: typer.Typer) -> None:
     root.command("watch")(watch)
+
+
+def _provider(name: str | None) -> Provider | None:
+    for p in PROVIDERS:
+        if name == p:
+            return p
+    if name is not None:
+        raise InputError(f"--provider is one of {', '.join(PROVIDERS)}")
+    return None
+
+
+def _protection(
+    provider: Provider | None, cloud: CloudConfig, kubeconfig: str | None, target_template: str
+) -> Callable[[Case], Procedure] | None:
+    """The procedure a response runs to protect (and contain) the pod, built per response
+    (fresh credentials for a long-lived process): the Kubernetes steps whenever the pod is
+    a Kubernetes pod, plus the provider's steps with --provider. None when neither applies
+    (a local engine target without a cluster): the response then says protection was
+    skipped."""
+    if not (provider or kubeconfig or target_template.startswith("k8s://")):
+        return None
+    from podmortem.cloud.clients import kubernetes_steps
+    from podmortem.cloud.executor import Procedure
+
+    def build(case: Case) -> Procedure:
+        steps = provider_steps(provider, cloud) if provider else None
+        return Procedure(steps, kubernetes_steps(kubeconfig), case=case)
+
+    return build
 
 
 def _sources(specs: list[str], opts: dict[str, Any]) -> list[Any]:
@@ -52,22 +90,18 @@ def _sources(specs: list[str], opts: dict[str, Any]) -> list[Any]:
 
             out.append(CloudWatchSource.from_environment(arg, region=opts["region"]))
         elif sep and kind == "loganalytics":
-            from podmortem.cloud.providers import azure
             from podmortem.watch.sources.polled import log_analytics
 
             if not (opts["cluster"] and opts["subscription"] and opts["resource_group"]):
                 raise InputError("loganalytics: needs --cluster, --subscription, --resource-group")
-            aks = azure.AksSteps(
-                azure.default_clients(opts["subscription"]), resource_group=opts["resource_group"]
-            )
+            aks = provider_steps("aks", opts["cloud"])
             out.append(log_analytics(aks, cluster=opts["cluster"], workspace_id=arg))
         elif sep and kind == "cloudlogging":
-            from podmortem.cloud.providers import gcp
             from podmortem.watch.sources.polled import cloud_logging
 
             if not opts["cluster"]:
                 raise InputError("cloudlogging: needs --cluster")
-            gke = gcp.GkeSteps(gcp.default_clients(arg), project=arg, location=opts["location"])
+            gke = provider_steps("gke", replace(opts["cloud"], project=arg))
             out.append(cloud_logging(gke, cluster=opts["cluster"]))
         else:
             p = Path(spec)
@@ -182,6 +216,10 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     state = state_dir or case_root / ".watch"
+    platform = _provider(provider)
+    cloud = CloudConfig(
+        region=region, subscription=subscription, resource_group=resource_group, location=location
+    )
     opts = {
         "listen": listen,
         "state_dir": state,
@@ -194,28 +232,19 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
         "cluster": cluster,
         "subscription": subscription,
         "resource_group": resource_group,
-        "location": location,
+        "cloud": cloud,
     }
     srcs = _sources(sources, opts)
     ruleset = load_rules(builtin=not no_builtin, sigma_dirs=sigma or (), rules_dirs=rules or ())
     d = Endpoints()
     endpoints = Endpoints(docker=docker_host or d.docker, kubeconfig=kubeconfig)
-    procedure = None
-    if provider:
-        from podmortem.cli import cloud as cloud_cli
-
-        name = cloud_cli.ProviderName(provider)
-        copts = cloud_cli.Options(kubeconfig=kubeconfig, pod="watch")
-
-        def procedure(case: Any) -> Any:
-            return cloud_cli._procedure(name, copts, case)
-
     actions = LibraryActions(
         lambda ref: open_runtime(ref, endpoints),
         options=Options(budget=budget),
         target_template=target_template,
-        procedure=procedure,
-        cloud_target={"provider": provider, "cluster": cluster or ""},
+        procedure=_protection(platform, cloud, kubeconfig, target_template),
+        provider=platform,
+        cluster=cluster or "",
     )
     log = JsonLog()
     hb = Health()
