@@ -13,6 +13,8 @@ import yaml
 
 from podmortem.cloud.playbook import load
 
+from .k8s_rbac import K8S, Grant, grants, role
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 READS = ("describe", "get", "list", "read")
 
@@ -147,40 +149,8 @@ def test_gcp_role_matches_the_playbook(phase: str | None) -> None:
 
 # ------------------------------------------------------------------------ Kubernetes
 
-K8S = {
-    "core.read_namespaced_pod": ("", "pods", "get"),
-    "core.patch_namespaced_pod": ("", "pods", "patch"),
-    "core.read_node": ("", "nodes", "get"),
-    "core.patch_node": ("", "nodes", "patch"),
-    "apps.read_namespaced_replica_set": ("apps", "replicasets", "get"),
-    "apps.read_namespaced_daemon_set": ("apps", "daemonsets", "get"),
-    "apps.list_namespaced_daemon_set": ("apps", "daemonsets", "list"),
-    "networking.list_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "list"),
-    "networking.read_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "get"),
-    "networking.create_namespaced_network_policy": (
-        "networking.k8s.io",
-        "networkpolicies",
-        "create",
-    ),
-    "networking.patch_namespaced_network_policy": ("networking.k8s.io", "networkpolicies", "patch"),
-    "networking.delete_namespaced_network_policy": (
-        "networking.k8s.io",
-        "networkpolicies",
-        "delete",
-    ),
-}
-
-
-def _rbac(name: str) -> set[tuple[str, str, str]]:
-    docs = list(yaml.safe_load_all((DEPLOY / "rbac" / "podmortem-responder.yaml").read_text()))
-    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == name)
-    return {
-        (g, r, v)
-        for rule in role["rules"]
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
-    }
+def _rbac(name: str) -> set[Grant]:
+    return grants(role(DEPLOY / "rbac" / "podmortem-responder.yaml", name))
 
 
 def test_rbac_matches_the_playbook() -> None:

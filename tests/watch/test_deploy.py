@@ -1,7 +1,8 @@
 """The shipped Deployment, RBAC and webhook kubeconfig: they parse, every flag the
-Deployment passes exists on ``podmortem watch``, the watcher's role grants what the
-responder role of the cloud procedures grants (it runs the same steps) and nothing that
-deletes, evicts or reads secrets."""
+Deployment passes exists on ``podmortem watch``; the watcher's role grants what acquisition
+needs plus exactly the Kubernetes preserve steps' calls, the opt-in containment role adds
+the contain steps' (together: the responder role of the cloud procedures, which runs the
+same steps), and nothing deletes, evicts or reads secrets."""
 
 from __future__ import annotations
 
@@ -10,23 +11,15 @@ from pathlib import Path
 import typer
 import yaml
 
+from cloud.k8s_rbac import K8S, Grant, grants, role
 from podmortem.cli.main import app
+from podmortem.cloud.playbook import load
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def docs(name: str) -> list[dict[str, object]]:
     return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
-
-
-def grants(role: dict[str, object]) -> set[tuple[str, str, str]]:
-    out = set()
-    for rule in role["rules"]:  # type: ignore[attr-defined]
-        for g in rule["apiGroups"]:
-            for r in rule["resources"]:
-                for v in rule["verbs"]:
-                    out.add((g, r, v))
-    return out
 
 
 def test_deployment_flags_exist() -> None:
@@ -41,19 +34,29 @@ def test_deployment_flags_exist() -> None:
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"  # type: ignore[index]
 
 
+def _calls(phase: str) -> set[Grant]:
+    return {K8S[c] for s in load("kubernetes") if s.phase == phase for c in s.api_calls}
+
+
 def test_rbac_least_privilege() -> None:
-    [watch_role] = [d for d in docs("watch/rbac.yaml") if d["kind"] == "ClusterRole"]
-    [responder] = [
-        d
-        for d in docs("rbac/podmortem-responder.yaml")
-        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "podmortem-responder"  # type: ignore[index]
-    ]
-    mine = grants(watch_role)
-    assert grants(responder) <= mine
-    assert not {
-        g for g in mine if g[2] in ("delete", "deletecollection") and g[1] != "networkpolicies"
+    watch = grants(role(DEPLOY / "watch" / "rbac.yaml", "podmortem-watch"))
+    contain = grants(role(DEPLOY / "watch" / "rbac-contain.yaml", "podmortem-watch-contain"))
+    acquirer = grants(role(DEPLOY / "rbac" / "podmortem-acquire.yaml", "podmortem-acquirer"))
+    responder = grants(role(DEPLOY / "rbac" / "podmortem-responder.yaml", "podmortem-responder"))
+    # Acquisition as `acquire` does it, and the preserve steps: patch pods and nodes only.
+    assert acquirer <= watch
+    assert _calls("preserve") <= watch
+    assert {g for g in watch if g[2] not in ("get", "list")} - {("", "pods/exec", "create")} == {
+        ("", "pods", "patch"),
+        ("", "nodes", "patch"),
     }
-    assert not {g for g in mine if g[1] in ("secrets", "pods/eviction", "*") or g[2] == "*"}
+    # Containment adds exactly what its steps call beyond that, and only when applied.
+    assert contain <= _calls("contain") <= watch | contain
+    assert responder <= watch | contain
+    for g in watch | contain:
+        assert g[2] not in ("delete", "deletecollection") or g[1] == "networkpolicies"
+        assert g[1] not in ("secrets", "pods/eviction", "*") and g[2] != "*"
+    assert not {g for g in watch if g[1] == "networkpolicies"}
 
 
 def test_webhook_kubeconfig_points_at_the_service() -> None:
