@@ -20,6 +20,7 @@ from podmortem.cloud.model import Outcome, Status, Target
 from podmortem.errors import CapabilityUnavailable, InputError
 
 ClientFactory = Callable[[str], Any]
+GroupStep = Callable[[StepContext, dict[str, Any], str], Outcome]
 SUSPEND = ("ReplaceUnhealthy", "AZRebalance")
 AUTO_MODE_REASON = (
     "EKS Auto Mode manages this instance: ENI and instance-profile changes are refused"
@@ -58,12 +59,12 @@ class EksSteps:
         self.steps: dict[str, StepFn] = {
             "eks.termination-protection": self.termination_protection,
             "eks.stop-on-shutdown": self.stop_on_shutdown,
-            "eks.scale-in-protection": self.scale_in_protection,
-            "eks.suspend-replacement": self.suspend_replacement,
+            "eks.scale-in-protection": self._grouped(self.scale_in_protection),
+            "eks.suspend-replacement": self._grouped(self.suspend_replacement),
             "eks.snapshot-volumes": self.snapshot_volumes,
             "eks.lock-snapshots": self.lock_snapshots,
             "eks.enable-audit-logs": self.enable_audit_logs,
-            "eks.scaling-standby": self.scaling_standby,
+            "eks.scaling-standby": self._grouped(self.scaling_standby),
             "eks.isolation-security-group": self.isolation_security_group,
             "eks.revoke-role-sessions": self.revoke_role_sessions,
         }
@@ -82,24 +83,25 @@ class EksSteps:
             self._clients[name] = self._factory(name)
         return self._clients[name]
 
+    def _read(self, calls: CallLog, service: str, method: str, **params: Any) -> Any:
+        """``<service client>.<method>(**params)``, recorded as a read."""
+        return calls.read(service, method, getattr(self.client(service), method), **params)
+
+    def _write(self, calls: CallLog, service: str, method: str, **params: Any) -> Any:
+        """``<service client>.<method>(**params)``, recorded as a write (never in a dry run)."""
+        return calls.write(service, method, getattr(self.client(service), method), **params)
+
     # ------------------------------------------------------------------ resolve
 
     def resolve(self, target: Target, calls: CallLog) -> None:
-        eks = self.client("eks")
         try:
-            cluster = calls.read(
-                "eks", "describe_cluster", eks.describe_cluster, name=target.cluster
-            )["cluster"]
+            cluster = self.cluster(calls, target.cluster)
         except ProviderRefused as exc:
             # Not fatal: the steps then do not know about Auto Mode or the cluster security
             # group (the API refuses what Auto Mode forbids anyway). The instance's cluster
             # tag below is still checked before anything is touched.
             target.extra["cluster_unreadable"] = str(exc)[:300]
             cluster = {}
-        except Exception as exc:
-            if _code(exc) == "ResourceNotFoundException":
-                raise InputError(f"EKS cluster {target.cluster!r} not found") from exc
-            raise
         target.extra["auto_mode"] = bool((cluster.get("computeConfig") or {}).get("enabled"))
         vpc = cluster.get("resourcesVpcConfig") or {}
         target.extra["cluster_security_group"] = vpc.get("clusterSecurityGroupId")
@@ -121,11 +123,19 @@ class EksSteps:
         target.extra["vpc_id"] = inst.get("VpcId")
         target.extra["private_dns"] = inst.get("PrivateDnsName")
 
+    def cluster(self, calls: CallLog, name: str) -> dict[str, Any]:
+        """``describe_cluster``'s cluster; a cluster that does not exist is bad input."""
+        try:
+            return dict(self._read(calls, "eks", "describe_cluster", name=name)["cluster"])
+        except ProviderRefused:
+            raise
+        except Exception as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                raise InputError(f"EKS cluster {name!r} not found") from exc
+            raise
+
     def _instance(self, calls: CallLog, instance_id: str) -> dict[str, Any]:
-        ec2 = self.client("ec2")
-        resp = calls.read(
-            "ec2", "describe_instances", ec2.describe_instances, InstanceIds=[instance_id]
-        )
+        resp = self._read(calls, "ec2", "describe_instances", InstanceIds=[instance_id])
         for r in resp.get("Reservations") or []:
             for inst in r.get("Instances") or []:
                 if inst.get("InstanceId") == instance_id:
@@ -134,86 +144,103 @@ class EksSteps:
 
     # ---------------------------------------------------------- instance flags
 
-    def _attribute(self, ctx: StepContext, attribute: str, key: str) -> Any:
-        ec2 = self.client("ec2")
-        resp = ctx.calls.read(
+    def _attribute(self, ctx: StepContext, attribute: str) -> Any:
+        """An instance attribute's value; the response names it with a capital letter."""
+        resp = self._read(
+            ctx.calls,
             "ec2",
             "describe_instance_attribute",
-            ec2.describe_instance_attribute,
             InstanceId=ctx.target.instance,
             Attribute=attribute,
         )
-        return (resp.get(key) or {}).get("Value")
+        return (resp.get(attribute[0].upper() + attribute[1:]) or {}).get("Value")
 
-    def termination_protection(self, ctx: StepContext) -> Outcome:
-        have = self._attribute(ctx, "disableApiTermination", "DisableApiTermination")
-        if have is True:
-            return Outcome(Status.UNCHANGED, "termination protection already on")
-        if not ctx.execute:
-            return Outcome(Status.WOULD_CHANGE, "would set DisableApiTermination=true")
-        self._set_termination(ctx, True)
-        return Outcome(Status.CHANGED, "termination protection on", undo={"value": bool(have)})
-
-    def _set_termination(self, ctx: StepContext, value: bool) -> None:
-        ec2 = self.client("ec2")
-        ctx.calls.write(
+    def _set_attribute(self, ctx: StepContext, attribute: str, value: Any) -> None:
+        self._write(
+            ctx.calls,
             "ec2",
             "modify_instance_attribute",
-            ec2.modify_instance_attribute,
             InstanceId=ctx.target.instance,
-            DisableApiTermination={"Value": value},
+            **{attribute[0].upper() + attribute[1:]: {"Value": value}},
+        )
+
+    def _ensure_attribute(
+        self, ctx: StepContext, attribute: str, want: Any, unset: Any, says: tuple[str, str, str]
+    ) -> Outcome:
+        """Set an instance attribute to ``want`` unless it is; ``says`` are the outcomes'
+        reasons (already, would ``{have}``, done). The undo keeps the prior value (``unset``
+        when the instance reported none)."""
+        already, would, done = says
+        have = self._attribute(ctx, attribute)
+        if have == want:
+            return Outcome(Status.UNCHANGED, already)
+        if not ctx.execute:
+            return Outcome(Status.WOULD_CHANGE, would.format(have=have))
+        self._set_attribute(ctx, attribute, want)
+        return Outcome(Status.CHANGED, done, undo={"value": have or unset})
+
+    def termination_protection(self, ctx: StepContext) -> Outcome:
+        return self._ensure_attribute(
+            ctx,
+            "disableApiTermination",
+            True,
+            False,
+            (
+                "termination protection already on",
+                "would set DisableApiTermination=true",
+                "termination protection on",
+            ),
         )
 
     def undo_termination_protection(self, ctx: StepContext, saved: Mapping[str, Any]) -> Outcome:
-        self._set_termination(ctx, bool(saved.get("value")))
+        self._set_attribute(ctx, "disableApiTermination", bool(saved.get("value")))
         return Outcome(Status.CHANGED, f"DisableApiTermination={bool(saved.get('value'))}")
 
     def stop_on_shutdown(self, ctx: StepContext) -> Outcome:
-        have = self._attribute(
-            ctx, "instanceInitiatedShutdownBehavior", "InstanceInitiatedShutdownBehavior"
-        )
-        if have == "stop":
-            return Outcome(Status.UNCHANGED, "shutdown already stops the instance")
-        if not ctx.execute:
-            return Outcome(Status.WOULD_CHANGE, f"would change shutdown behaviour {have} -> stop")
-        self._set_shutdown(ctx, "stop")
-        return Outcome(Status.CHANGED, "shutdown now stops", undo={"value": have or "stop"})
-
-    def _set_shutdown(self, ctx: StepContext, value: str) -> None:
-        ec2 = self.client("ec2")
-        ctx.calls.write(
-            "ec2",
-            "modify_instance_attribute",
-            ec2.modify_instance_attribute,
-            InstanceId=ctx.target.instance,
-            InstanceInitiatedShutdownBehavior={"Value": value},
+        return self._ensure_attribute(
+            ctx,
+            "instanceInitiatedShutdownBehavior",
+            "stop",
+            "stop",
+            (
+                "shutdown already stops the instance",
+                "would change shutdown behaviour {have} -> stop",
+                "shutdown now stops",
+            ),
         )
 
     def undo_stop_on_shutdown(self, ctx: StepContext, saved: Mapping[str, Any]) -> Outcome:
         value = str(saved.get("value") or "stop")
         if value not in ("stop", "terminate"):
             raise InputError(f"recorded shutdown behaviour {value!r} is not stop/terminate")
-        self._set_shutdown(ctx, value)
+        self._set_attribute(ctx, "instanceInitiatedShutdownBehavior", value)
         return Outcome(Status.CHANGED, f"shutdown behaviour {value}")
 
     # ------------------------------------------------------------ Auto Scaling
 
     def _asg_instance(self, ctx: StepContext) -> dict[str, Any] | None:
-        asg = self.client("autoscaling")
-        resp = ctx.calls.read(
+        resp = self._read(
+            ctx.calls,
             "autoscaling",
             "describe_auto_scaling_instances",
-            asg.describe_auto_scaling_instances,
             InstanceIds=[ctx.target.instance],
         )
         items = resp.get("AutoScalingInstances") or []
         return dict(items[0]) if items else None
 
-    def scale_in_protection(self, ctx: StepContext) -> Outcome:
-        inst = self._asg_instance(ctx)
-        if inst is None:
-            return Outcome(Status.NOT_APPLICABLE, "the instance is in no Auto Scaling group")
-        group = inst["AutoScalingGroupName"]
+    def _grouped(self, step: GroupStep) -> StepFn:
+        """An Auto Scaling step: not applicable to an instance in no group; otherwise run
+        with the instance's Auto Scaling record and its group's name."""
+
+        def run(ctx: StepContext) -> Outcome:
+            inst = self._asg_instance(ctx)
+            if inst is None:
+                return Outcome(Status.NOT_APPLICABLE, "the instance is in no Auto Scaling group")
+            return step(ctx, inst, str(inst["AutoScalingGroupName"]))
+
+        return run
+
+    def scale_in_protection(self, ctx: StepContext, inst: dict[str, Any], group: str) -> Outcome:
         if inst.get("ProtectedFromScaleIn"):
             return Outcome(Status.UNCHANGED, f"already protected from scale-in in {group}")
         if not ctx.execute:
@@ -226,11 +253,10 @@ class EksSteps:
         )
 
     def _protect(self, ctx: StepContext, group: str, value: bool) -> None:
-        asg = self.client("autoscaling")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "autoscaling",
             "set_instance_protection",
-            asg.set_instance_protection,
             InstanceIds=[ctx.target.instance],
             AutoScalingGroupName=group,
             ProtectedFromScaleIn=value,
@@ -240,16 +266,11 @@ class EksSteps:
         self._protect(ctx, str(saved["group"]), bool(saved.get("value")))
         return Outcome(Status.CHANGED, "scale-in protection restored")
 
-    def suspend_replacement(self, ctx: StepContext) -> Outcome:
-        inst = self._asg_instance(ctx)
-        if inst is None:
-            return Outcome(Status.NOT_APPLICABLE, "the instance is in no Auto Scaling group")
-        group = inst["AutoScalingGroupName"]
-        asg = self.client("autoscaling")
-        resp = ctx.calls.read(
+    def suspend_replacement(self, ctx: StepContext, inst: dict[str, Any], group: str) -> Outcome:
+        resp = self._read(
+            ctx.calls,
             "autoscaling",
             "describe_auto_scaling_groups",
-            asg.describe_auto_scaling_groups,
             AutoScalingGroupNames=[group],
         )
         groups = resp.get("AutoScalingGroups") or [{}]
@@ -259,10 +280,10 @@ class EksSteps:
             return Outcome(Status.UNCHANGED, f"{', '.join(SUSPEND)} already suspended")
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would suspend {missing} on {group}")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "autoscaling",
             "suspend_processes",
-            asg.suspend_processes,
             AutoScalingGroupName=group,
             ScalingProcesses=missing,
         )
@@ -274,32 +295,27 @@ class EksSteps:
 
     def undo_suspend_replacement(self, ctx: StepContext, saved: Mapping[str, Any]) -> Outcome:
         procs = [p for p in saved.get("processes") or [] if p in SUSPEND]
-        asg = self.client("autoscaling")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "autoscaling",
             "resume_processes",
-            asg.resume_processes,
             AutoScalingGroupName=str(saved["group"]),
             ScalingProcesses=procs,
         )
         return Outcome(Status.CHANGED, f"resumed {procs}")
 
-    def scaling_standby(self, ctx: StepContext) -> Outcome:
-        inst = self._asg_instance(ctx)
-        if inst is None:
-            return Outcome(Status.NOT_APPLICABLE, "the instance is in no Auto Scaling group")
-        group, state = inst["AutoScalingGroupName"], inst.get("LifecycleState")
+    def scaling_standby(self, ctx: StepContext, inst: dict[str, Any], group: str) -> Outcome:
+        state = inst.get("LifecycleState")
         if state in ("Standby", "Pending:Wait", "EnteringStandby"):
             return Outcome(Status.UNCHANGED, f"already {state} in {group}")
         if state != "InService":
             return Outcome(Status.NOT_APPLICABLE, f"lifecycle state {state}: cannot enter standby")
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would move to Standby in {group}")
-        asg = self.client("autoscaling")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "autoscaling",
             "enter_standby",
-            asg.enter_standby,
             InstanceIds=[ctx.target.instance],
             AutoScalingGroupName=group,
             ShouldDecrementDesiredCapacity=True,
@@ -307,11 +323,10 @@ class EksSteps:
         return Outcome(Status.CHANGED, f"Standby in {group}", undo={"group": group})
 
     def undo_scaling_standby(self, ctx: StepContext, saved: Mapping[str, Any]) -> Outcome:
-        asg = self.client("autoscaling")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "autoscaling",
             "exit_standby",
-            asg.exit_standby,
             InstanceIds=[ctx.target.instance],
             AutoScalingGroupName=str(saved["group"]),
         )
@@ -326,11 +341,10 @@ class EksSteps:
         ]
 
     def _case_snapshots(self, ctx: StepContext) -> list[dict[str, Any]]:
-        ec2 = self.client("ec2")
         out: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"OwnerIds": ["self"], "Filters": self._case_filters(ctx)}
         while True:
-            resp = ctx.calls.read("ec2", "describe_snapshots", ec2.describe_snapshots, **kwargs)
+            resp = self._read(ctx.calls, "ec2", "describe_snapshots", **kwargs)
             out += resp.get("Snapshots") or []
             token = resp.get("NextToken")
             if not token:
@@ -365,15 +379,14 @@ class EksSteps:
             )
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would snapshot {missing}")
-        ec2 = self.client("ec2")
         desc = f"podmortem case {ctx.case_id} instance {ctx.target.instance}"[:255]
         made: dict[str, str] = {}
         if len(missing) == len(volumes):
             # One multi-volume call: the snapshots are crash-consistent with each other.
-            resp = ctx.calls.write(
+            resp = self._write(
+                ctx.calls,
                 "ec2",
                 "create_snapshots",
-                ec2.create_snapshots,
                 InstanceSpecification={
                     "InstanceId": ctx.target.instance,
                     "ExcludeBootVolume": False,
@@ -385,10 +398,10 @@ class EksSteps:
             made = {s["VolumeId"]: s["SnapshotId"] for s in resp.get("Snapshots") or []}
         else:
             for vol in missing:
-                resp = ctx.calls.write(
+                resp = self._write(
+                    ctx.calls,
                     "ec2",
                     "create_snapshot",
-                    ec2.create_snapshot,
                     VolumeId=vol,
                     Description=desc,
                     TagSpecifications=[{"ResourceType": "snapshot", "Tags": self._tags(ctx, {})}],
@@ -402,10 +415,7 @@ class EksSteps:
             if not ctx.execute:  # in a plan, the snapshot step before this one makes them
                 return Outcome(Status.WOULD_CHANGE, "would lock the snapshots taken above")
             return Outcome(Status.NOT_APPLICABLE, "no snapshots of this case to lock")
-        ec2 = self.client("ec2")
-        resp = ctx.calls.read(
-            "ec2", "describe_locked_snapshots", ec2.describe_locked_snapshots, SnapshotIds=snaps
-        )
+        resp = self._read(ctx.calls, "ec2", "describe_locked_snapshots", SnapshotIds=snaps)
         locked = {s.get("SnapshotId") for s in resp.get("Snapshots") or []}
         todo = [s for s in snaps if s not in locked]
         if not todo:
@@ -413,10 +423,10 @@ class EksSteps:
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would lock {todo} ({self.lock_mode})")
         for sid in todo:
-            ctx.calls.write(
+            self._write(
+                ctx.calls,
                 "ec2",
                 "lock_snapshot",
-                ec2.lock_snapshot,
                 SnapshotId=sid,
                 LockMode=self.lock_mode,
                 LockDuration=self.lock_days,
@@ -426,10 +436,7 @@ class EksSteps:
     # ------------------------------------------------------------- audit logs
 
     def enable_audit_logs(self, ctx: StepContext) -> Outcome:
-        eks = self.client("eks")
-        cluster = ctx.calls.read(
-            "eks", "describe_cluster", eks.describe_cluster, name=ctx.target.cluster
-        )["cluster"]
+        cluster = self.cluster(ctx.calls, ctx.target.cluster)
         enabled = enabled_log_types(cluster)
         want = ["audit", "authenticator"]
         missing = [t for t in want if t not in enabled]
@@ -437,10 +444,10 @@ class EksSteps:
             return Outcome(Status.UNCHANGED, "audit and authenticator logs already on")
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would enable {missing}")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "eks",
             "update_cluster_config",
-            eks.update_cluster_config,
             name=ctx.target.cluster,
             logging={"clusterLogging": [{"types": missing, "enabled": True}]},
         )
@@ -449,22 +456,20 @@ class EksSteps:
     # ---------------------------------------------------------------- network
 
     def _group(self, ctx: StepContext, name: str, vpc: str) -> str | None:
-        ec2 = self.client("ec2")
-        resp = ctx.calls.read(
+        resp = self._read(
+            ctx.calls,
             "ec2",
             "describe_security_groups",
-            ec2.describe_security_groups,
             Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}],
         )
         groups = resp.get("SecurityGroups") or []
         return str(groups[0]["GroupId"]) if groups else None
 
     def _create_group(self, ctx: StepContext, name: str, vpc: str, why: str) -> str:
-        ec2 = self.client("ec2")
-        resp = ctx.calls.write(
+        resp = self._write(
+            ctx.calls,
             "ec2",
             "create_security_group",
-            ec2.create_security_group,
             GroupName=name,
             Description=why[:255],
             VpcId=vpc,
@@ -492,26 +497,25 @@ class EksSteps:
             return Outcome(
                 Status.WOULD_CHANGE, f"would move {sorted(enis)} to {iso_name} (via {untrack_name})"
             )
-        ec2 = self.client("ec2")
         created: list[str] = []
         if iso is None:
             iso = self._create_group(ctx, iso_name, vpc, f"podmortem isolation, case {ctx.case_id}")
             created.append(iso)
             # A new group allows all egress: take that away, keep the control-plane path.
-            ctx.calls.write(
+            self._write(
+                ctx.calls,
                 "ec2",
                 "revoke_security_group_egress",
-                ec2.revoke_security_group_egress,
                 GroupId=iso,
                 IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
             )
             csg = ctx.target.extra.get("cluster_security_group")
             if csg:
                 pair = [{"GroupId": csg}]
-                ctx.calls.write(
+                self._write(
+                    ctx.calls,
                     "ec2",
                     "authorize_security_group_egress",
-                    ec2.authorize_security_group_egress,
                     GroupId=iso,
                     IpPermissions=[
                         {
@@ -522,10 +526,10 @@ class EksSteps:
                         }
                     ],
                 )
-                ctx.calls.write(
+                self._write(
+                    ctx.calls,
                     "ec2",
                     "authorize_security_group_ingress",
-                    ec2.authorize_security_group_ingress,
                     GroupId=iso,
                     IpPermissions=[
                         {
@@ -543,19 +547,19 @@ class EksSteps:
             )
             created.append(untrack)
             # Allow-all both ways makes every flow untracked; the next swap then cuts them.
-            ctx.calls.write(
+            self._write(
+                ctx.calls,
                 "ec2",
                 "authorize_security_group_ingress",
-                ec2.authorize_security_group_ingress,
                 GroupId=untrack,
                 IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
             )
         for eni in enis:
             for group in (untrack, iso):
-                ctx.calls.write(
+                self._write(
+                    ctx.calls,
                     "ec2",
                     "modify_network_interface_attribute",
-                    ec2.modify_network_interface_attribute,
                     NetworkInterfaceId=eni,
                     Groups=[group],
                 )
@@ -567,12 +571,11 @@ class EksSteps:
         )
 
     def undo_isolation_security_group(self, ctx: StepContext, saved: Mapping[str, Any]) -> Outcome:
-        ec2 = self.client("ec2")
         for eni, groups in (saved.get("interfaces") or {}).items():
-            ctx.calls.write(
+            self._write(
+                ctx.calls,
                 "ec2",
                 "modify_network_interface_attribute",
-                ec2.modify_network_interface_attribute,
                 NetworkInterfaceId=eni,
                 Groups=list(groups),
             )
@@ -585,11 +588,10 @@ class EksSteps:
         arn = (inst.get("IamInstanceProfile") or {}).get("Arn")
         if not arn:
             return None
-        iam = self.client("iam")
-        prof = ctx.calls.read(
+        prof = self._read(
+            ctx.calls,
             "iam",
             "get_instance_profile",
-            iam.get_instance_profile,
             InstanceProfileName=str(arn).rsplit("/", 1)[-1],
         )
         roles = (prof.get("InstanceProfile") or {}).get("Roles") or []
@@ -601,12 +603,9 @@ class EksSteps:
         role = self._role(ctx)
         if role is None:
             return Outcome(Status.NOT_APPLICABLE, "the instance has no instance profile role")
-        iam = self.client("iam")
         name = ("podmortem-revoke-" + names.k8s_label_value(ctx.case_id))[:128]
         try:
-            ctx.calls.read(
-                "iam", "get_role_policy", iam.get_role_policy, RoleName=role, PolicyName=name
-            )
+            self._read(ctx.calls, "iam", "get_role_policy", RoleName=role, PolicyName=name)
             return Outcome(Status.UNCHANGED, f"{role} already carries {name}")
         except ProviderRefused:
             raise
@@ -615,10 +614,10 @@ class EksSteps:
                 raise
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would deny sessions of {role} issued before now")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "iam",
             "put_role_policy",
-            iam.put_role_policy,
             RoleName=role,
             PolicyName=name,
             PolicyDocument=json.dumps(revoke_policy(ctx.now)),
@@ -630,11 +629,10 @@ class EksSteps:
         )
 
     def undo_revoke_role_sessions(self, ctx: StepContext, saved: Mapping[str, Any]) -> Outcome:
-        iam = self.client("iam")
-        ctx.calls.write(
+        self._write(
+            ctx.calls,
             "iam",
             "delete_role_policy",
-            iam.delete_role_policy,
             RoleName=str(saved["role"]),
             PolicyName=str(saved["policy"]),
         )
@@ -647,7 +645,6 @@ class EksSteps:
     ) -> Iterator[dict[str, Any]]:
         """Pages of ``filter_log_events`` on the cluster's audit streams, as returned (the
         envelope ``audit analyze`` reads as ``eks-filter-log-events``)."""
-        logs = self.client("logs")
         kwargs: dict[str, Any] = {
             "logGroupName": f"/aws/eks/{cluster}/cluster",
             "logStreamNamePrefix": "kube-apiserver-audit",
@@ -657,7 +654,7 @@ class EksSteps:
         }
         seen: set[str] = set()
         while True:
-            page = calls.read("logs", "filter_log_events", logs.filter_log_events, **kwargs)
+            page = self._read(calls, "logs", "filter_log_events", **kwargs)
             page.pop("ResponseMetadata", None)
             yield page
             token = page.get("nextToken")
@@ -703,13 +700,7 @@ def readiness_facts(
     """The facts the readiness checks read, and a note for each fact left unknown."""
     facts: dict[str, Any] = {}
     notes: dict[str, str] = {}
-    eks, logs, ec2 = steps.client("eks"), steps.client("logs"), steps.client("ec2")
-    try:
-        c = calls.read("eks", "describe_cluster", eks.describe_cluster, name=cluster)["cluster"]
-    except Exception as exc:
-        if _code(exc) == "ResourceNotFoundException":
-            raise InputError(f"EKS cluster {cluster!r} not found") from exc
-        raise
+    c = steps.cluster(calls, cluster)
     types = enabled_log_types(c)
     facts["audit_logging"] = "audit" in types
     facts["authenticator_logging"] = "authenticator" in types
@@ -720,9 +711,7 @@ def readiness_facts(
         notes["containment_permitted"] = AUTO_MODE_REASON
     group = f"/aws/eks/{cluster}/cluster"
     try:
-        resp = calls.read(
-            "logs", "describe_log_groups", logs.describe_log_groups, logGroupNamePrefix=group
-        )
+        resp = steps._read(calls, "logs", "describe_log_groups", logGroupNamePrefix=group)
         found = [g for g in resp.get("logGroups") or [] if g.get("logGroupName") == group]
         if not found:
             facts["log_retention_days"] = 0
@@ -733,8 +722,8 @@ def readiness_facts(
     except Exception as exc:
         notes["log_retention_days"] = f"could not read the log group: {_code(exc) or exc}"
     try:
-        addon = calls.read(
-            "eks", "describe_addon", eks.describe_addon, clusterName=cluster, addonName="vpc-cni"
+        addon = steps._read(
+            calls, "eks", "describe_addon", clusterName=cluster, addonName="vpc-cni"
         )["addon"]
         conf = addon.get("configurationValues") or ""
         facts["network_policy_enforced"] = _enable_network_policy(conf)
@@ -744,10 +733,10 @@ def readiness_facts(
             "a self-managed CNI (Calico, Cilium) must be checked by hand"
         )
     try:
-        resp = calls.read(
+        resp = steps._read(
+            calls,
             "ec2",
             "describe_instances",
-            ec2.describe_instances,
             Filters=[
                 {"Name": "tag:eks:cluster-name", "Values": [cluster]},
                 {"Name": "instance-state-name", "Values": ["running"]},
@@ -763,10 +752,10 @@ def readiness_facts(
             notes["snapshot_permitted"] = "no running instance tagged with the cluster to test"
         else:
             try:
-                calls.read(
+                steps._read(
+                    calls,
                     "ec2",
                     "create_snapshots",
-                    ec2.create_snapshots,
                     DryRun=True,
                     InstanceSpecification={"InstanceId": ids[0]},
                 )
