@@ -71,22 +71,69 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     min_severity: Annotated[
         str, typer.Option("--min-severity", help="Hide findings below this severity.")
     ] = "informational",
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="duckdb (embedded, the default) or spark (pip install podmortem[spark]):"
+            " same rules, same findings; Spark also reads s3a://, gs://, abfss:// URLs.",
+        ),
+    ] = "duckdb",
+    spark_master: Annotated[
+        str, typer.Option("--spark-master", help="Spark master URL for --engine spark.")
+    ] = "local[2]",
+    spark_scratch: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-scratch",
+            help="Where Spark stages normalized events (a URL all workers reach on a real"
+            " cluster; a local temporary folder by default).",
+        ),
+    ] = None,
 ) -> None:
-    """Read audit logs in any EKS, AKS, GKE or native format and report attacker techniques."""
+    """Read audit logs in any EKS, AKS, GKE or native format and report attacker techniques.
+
+    A PATH may also be a Parquet dataset written by `audit export-parquet` (recognised from
+    its content)."""
     from podmortem.audit.analyze import analyze, finding_json
     from podmortem.case import Case
 
     console = Console(highlight=False)  # built per run: the terminal width is read now
     level = _severity(min_severity)
-    case = Case.open(case_dir) if case_dir is not None else None
-    result = analyze(
-        paths,
-        case=case,
-        sigma_dirs=sigma or (),
-        rules_dirs=rules or (),
-        builtin=not no_builtin,
-        min_severity=level,
-    )
+    if engine not in ("duckdb", "spark"):
+        raise typer.BadParameter("duckdb or spark", param_hint="--engine")
+    if engine == "spark":
+        from podmortem.audit.spark.session import require_pyspark
+
+        require_pyspark()  # exit 4 with the install hint before anything else is done
+        if case_dir is not None:
+            raise typer.BadParameter(
+                "not with --engine spark (a fleet archive does not belong in one case index);"
+                " write the events with `audit export-parquet` and analyse those into the case",
+                param_hint="--case",
+            )
+        from podmortem.audit.spark.engine import analyze_spark
+
+        result = analyze_spark(
+            paths,
+            master=spark_master,
+            sigma_dirs=sigma or (),
+            rules_dirs=rules or (),
+            builtin=not no_builtin,
+            min_severity=level,
+            scratch=spark_scratch,
+        )
+        case = None
+    else:
+        case = Case.open(case_dir) if case_dir is not None else None
+        result = analyze(
+            paths,
+            case=case,
+            sigma_dirs=sigma or (),
+            rules_dirs=rules or (),
+            builtin=not no_builtin,
+            min_severity=level,
+        )
     if json_out is not None:
         doc = result.to_dict()
         json_out.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
@@ -162,6 +209,37 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
         console.print(f"\nJSON written to {for_terminal(json_out)}")
     if case is not None:
         console.print(f"case {for_terminal(case.case_id)}: inputs, events and findings recorded")
+
+
+@app.command("export-parquet")
+def export_parquet_cmd(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Audit logs: files, folders (recursive) or - for standard input."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (new or empty): cluster=.../day=.../")
+    ],
+) -> None:
+    """Write the normalized events as Parquet partitioned by cluster and day, the form both
+    engines (`audit analyze OUT`, `--engine spark`) read fastest."""
+    from podmortem.audit.analyze import DEFAULT_MEMORY_LIMIT, load_inputs
+    from podmortem.audit.parquet import export, scratch_connection
+
+    console = Console(highlight=False)
+    con, tmp = scratch_connection(DEFAULT_MEMORY_LIMIT)
+    try:
+        loaded = load_inputs(con, paths)
+        result = export(con, out, loaded)
+    finally:
+        con.close()
+        tmp.cleanup()
+    console.print(
+        f"[bold]{result.events}[/] events from {len(loaded.files)} file(s) written to"
+        f" {for_terminal(out)} as {len(result.files)} Parquet file(s)"
+    )
+    if loaded.caveats:
+        console.print(f"  {len(loaded.caveats)} caveat(s) while reading (see audit analyze)")
 
 
 def hunt_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option

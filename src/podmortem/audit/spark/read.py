@@ -1,0 +1,331 @@
+"""Audit logs into a Spark DataFrame of normalized events, with podmortem's own readers
+running inside the Spark workers, so both engines normalize identically (no second reader).
+
+- Local paths are expanded on the driver exactly as the embedded engine expands them (same
+  names, order, and links not followed) and each worker opens its files itself: nothing is
+  copied through the JVM, and a large file streams from disk as it does in the embedded
+  engine. On a real cluster a local path must therefore exist on every worker (a shared
+  mount); otherwise give a URL.
+- URLs (``s3a://``, ``gs://``, ``abfss://``, ``hdfs://``, ``file:``) are listed and read by
+  Spark's ``binaryFile`` source, i.e. by the Hadoop connector the cluster has configured for
+  the scheme. Each object comes to the worker whole (Spark's unit for binary files), so
+  objects above a size limit are not read and a caveat says so. Hadoop skips names starting
+  with ``_`` or ``.`` when listing a folder (its rule, not ours; also said in the docs).
+- Datasets written by ``audit export-parquet`` are read by Spark's Parquet reader directly.
+
+Each worker loads one file into a private DuckDB database with the readers
+(``podmortem.audit.sources``), then streams the rows out as Arrow batches tagged with the
+file's position and each row's position in it, plus one row carrying the file's accounting
+(skips, caveats). Deduplication on (auditID, stage) happens afterwards across all files,
+keeping the first seen in that order: the embedded engine's rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from podmortem.audit.model import COLUMNS, TABLE
+from podmortem.audit.sources.tally import Tally
+from podmortem.errors import InputError
+from podmortem.findings import Caveat
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+URL = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|file:)")
+DEFAULT_MAX_OBJECT_BYTES = 1 << 30  # one object through the JVM into a worker, whole
+WORKER_MEMORY_LIMIT = "768MB"
+IN_MEMORY_BYTES = 64 << 20  # each worker's DuckDB (it spills to its scratch folder)
+FI, ORD, META = "pm_fi", "pm_ord", "pm_meta"
+
+_SPARK_TYPES = {
+    "VARCHAR": "string",
+    "VARCHAR[]": "array<string>",
+    "JSON": "string",
+    "INTEGER": "int",
+    "BIGINT": "bigint",
+    "BOOLEAN": "boolean",
+    "TIMESTAMPTZ": "timestamp",
+}
+EVENT_DDL = ", ".join(f"`{c}` {_SPARK_TYPES[t]}" for c, t, _ in COLUMNS)
+STAGED_DDL = f"{EVENT_DDL}, `{FI}` bigint, `{ORD}` bigint, `{META}` string"
+
+
+@dataclass(slots=True)
+class Inputs:
+    """What to read: local files (name as given, path), object URLs, Parquet datasets."""
+
+    local: list[tuple[int, str, str]] = field(default_factory=list)  # (fi, name, path)
+    urls: list[str] = field(default_factory=list)
+    # (fi, folder or file, its Parquet files)
+    parquet: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+
+def plan(inputs: Sequence[str | Path], spool: Path) -> Inputs:
+    from podmortem.audit.parquet import parquet_dataset
+    from podmortem.audit.sources.inputs import expand
+
+    out = Inputs()
+    fi = 0
+    rest: list[str | Path] = []
+    # Datasets first, as the embedded engine loads them (it matters for "first seen").
+    for item in inputs:
+        found = None if URL.match(str(item)) else parquet_dataset(item)
+        if found:
+            out.parquet.append((fi, str(Path(item).resolve()), [str(f) for f in found]))
+            fi += 1
+        else:
+            rest.append(item)
+    for item in rest:
+        text = str(item)
+        if URL.match(text):
+            out.urls.append(text)
+            continue
+        files, skipped = expand([item], spool)
+        out.skipped += [(s.name, s.reason) for s in skipped]
+        for f in files:
+            out.local.append((fi, f.name, str(Path(f.path).resolve())))
+            fi += 1
+    return out
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _read_batches(
+    batches: Iterator[pa.RecordBatch], *, keep_raw: bool, memory_limit: str
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: each input row is one file (fi, name, path or content)."""
+    for batch in batches:
+        rows = batch.to_pylist()
+        for row in rows:
+            yield from _read_file(
+                int(row["fi"]),
+                str(row["name"]),
+                row.get("path"),
+                row.get("content"),
+                keep_raw=keep_raw,
+                memory_limit=memory_limit,
+            )
+
+
+def _read_file(
+    fi: int,
+    name: str,
+    path: str | None,
+    content: bytes | None,
+    *,
+    keep_raw: bool,
+    memory_limit: str,
+) -> Iterator[pa.RecordBatch]:
+    import duckdb
+    import pyarrow as pa
+
+    from podmortem.audit.model import create_table
+    from podmortem.audit.sources.inputs import InputFile
+
+    # The loader's per-file step (the embedded load() runs it for each file in turn).
+    from podmortem.audit.sources.loader import _read_file as read_one
+    from podmortem.audit.sources.staging import Stager
+
+    schema = arrow_schema()
+    tally = Tally()
+    with tempfile.TemporaryDirectory(prefix="podmortem-spark-") as tmp:
+        scratch = Path(tmp)
+        if content is not None:
+            src = scratch / "object"
+            src.write_bytes(content)
+            del content
+        else:
+            src = Path(str(path))
+        # A small file loads in memory; a large one into a database file under the memory
+        # limit, which DuckDB evicts to (as the embedded engine does for the whole input).
+        big = src.stat().st_size > IN_MEMORY_BYTES if src.is_file() else True
+        con = duckdb.connect(str(scratch / "events.duckdb") if big else ":memory:")
+        try:
+            con.execute("SET temp_directory = ?", [str(scratch)])
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+            con.execute("SET threads = 1")  # one Spark task is one core
+            con.execute("SET enable_progress_bar = false")
+            create_table(con, TABLE)
+            stager = Stager(con, TABLE, scratch, tally)
+            try:
+                read_one(InputFile(name=name, path=src), con, TABLE, stager, tally, keep_raw, True)
+            finally:
+                stager.close()
+            cols = ", ".join(
+                f'CAST("{c}" AS VARCHAR) AS "{c}"' if t == "JSON" else f'"{c}"'
+                for c, t, _ in COLUMNS
+            )
+            reader = con.sql(
+                f"SELECT {cols}, CAST({int(fi)} AS BIGINT) AS {FI}, rowid AS {ORD},"  # noqa: S608 - our own identifiers, an int
+                f' CAST(NULL AS VARCHAR) AS {META} FROM "{TABLE}" ORDER BY rowid'
+            ).to_arrow_reader(8192)
+            for b in reader:
+                yield pa.Table.from_batches([b]).cast(schema).to_batches()[0]
+        finally:
+            con.close()
+    meta: dict[str, list[Any]] = {c: [None] for c in schema.names}
+    meta[FI] = [fi]
+    meta[META] = [json.dumps(tally_to_dict(tally, name), default=str)]
+    yield pa.RecordBatch.from_pydict(meta, schema=schema)
+
+
+def arrow_schema() -> pa.Schema:
+    """STAGED_DDL as Arrow, as Spark expects it back from a worker (no JVM needed)."""
+    import pyarrow as pa
+
+    types = {
+        "VARCHAR": pa.string(),
+        "VARCHAR[]": pa.list_(pa.field("element", pa.string())),
+        "JSON": pa.string(),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "BOOLEAN": pa.bool_(),
+        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+    }
+    fields = [pa.field(c, types[t]) for c, t, _ in COLUMNS]
+    fields += [pa.field(FI, pa.int64()), pa.field(ORD, pa.int64()), pa.field(META, pa.string())]
+    return pa.schema(fields)
+
+
+def tally_to_dict(t: Tally, name: str) -> dict[str, Any]:
+    # The Tally's counters, as JSON (a worker's result is data, not pickled objects).
+    return {
+        "name": name,
+        "caveats": [c.to_dict() for c in t.caveats],
+        "skipped": dict(t.skipped),
+        "skips_by_file": {r: dict(f) for r, f in t._skips_by_file.items()},
+        "first_skip": [[r, f, list(loc)] for (r, f), loc in t._first_skip.items()],
+        "per_kind": [[k, f, n] for (k, f), n in t._per_kind.items()],
+    }
+
+
+def merge_tally(into: Tally, d: dict[str, Any]) -> None:
+    """Add one file's accounting to the run's (files are merged in input order, so caveats
+    come out in the order the embedded engine writes them)."""
+    into.caveats += [Caveat.from_dict(c) for c in d["caveats"]]
+    into.skipped.update({str(k): int(v) for k, v in d["skipped"].items()})
+    for reason, files in d["skips_by_file"].items():
+        into._skips_by_file.setdefault(str(reason), Counter()).update(
+            {str(f): int(n) for f, n in files.items()}
+        )
+    for reason, file, loc in d["first_skip"]:
+        into._first_skip.setdefault((str(reason), str(file)), tuple(str(x) for x in loc))
+    for kind, file, n in d["per_kind"]:
+        into._per_kind[(str(kind), str(file))] += int(n)
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+@dataclass(slots=True)
+class Staged:
+    """Events read but not yet deduplicated, and each file's accounting."""
+
+    frame: DataFrame  # STAGED_DDL rows; META rows carry the accounting
+    files: list[str]
+    too_large: list[tuple[str, int]]
+
+
+def stage(
+    spark: SparkSession,
+    inp: Inputs,
+    *,
+    keep_raw: bool = True,
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+    memory_limit: str = WORKER_MEMORY_LIMIT,
+) -> Staged:
+    from pyspark.sql import functions as F  # noqa: N812 - Spark's own convention
+
+    frames: list[DataFrame] = []
+    files: list[str] = []
+    too_large: list[tuple[str, int]] = []
+    body = functools.partial(_read_batches, keep_raw=keep_raw, memory_limit=memory_limit)
+    file_ddl = "fi bigint, name string, path string, content binary"
+    rows: list[tuple[int, str, str | None, bytes | None]] = [
+        (fi, name, path, None) for fi, name, path in inp.local
+    ]
+    names = {fi: name for fi, name, _ in inp.local}
+    next_fi = 1 + max([fi for fi, *_ in inp.local] + [fi for fi, *_ in inp.parquet] + [-1])
+    if rows:
+        rdd = spark.sparkContext.parallelize(rows, max(1, min(len(rows), 256)))
+        frames.append(spark.createDataFrame(rdd, file_ddl).mapInArrow(body, STAGED_DDL))
+    if inp.urls:
+        listing = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .load(inp.urls)
+            .select("path", "length")
+            .collect()
+        )
+        objects = sorted((str(r["path"]), int(r["length"])) for r in listing)
+        keep: list[tuple[int, str]] = []
+        for path, length in objects:
+            if length > max_object_bytes:
+                too_large.append((path, length))
+                continue
+            keep.append((next_fi, path))
+            names[next_fi] = path
+            next_fi += 1
+        if keep:
+            index = spark.createDataFrame(keep, "fi bigint, path string")
+            content = (
+                spark.read.format("binaryFile")
+                .option("recursiveFileLookup", "true")
+                .load(inp.urls)
+                .where(F.col("length") <= max_object_bytes)
+                .join(F.broadcast(index), "path")
+                .select(
+                    "fi",
+                    F.col("path").alias("name"),
+                    F.lit(None).cast("string").alias("path"),
+                    "content",
+                )
+                .repartition(max(1, min(len(keep), 256)), "fi")
+            )
+            frames.append(content.mapInArrow(body, STAGED_DDL))
+    for fi, ds, _ in inp.parquet:
+        frames.append(_parquet_frame(spark, ds, fi))
+    if not frames:
+        raise InputError("no input files found")
+    frame = frames[0]
+    for f in frames[1:]:
+        frame = frame.unionByName(f)
+    files = [f for _, _, found in inp.parquet for f in found]
+    files += [names[k] for k in sorted(names)]
+    return Staged(frame=frame, files=files, too_large=too_large)
+
+
+def _parquet_frame(spark: SparkSession, path: str, fi: int) -> DataFrame:
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from podmortem.audit.parquet import CLUSTER, SEQ
+
+    # Partition folders are layout only: the exact cluster name is in each row.
+    df = spark.read.option("recursiveFileLookup", "true").parquet(path)
+    cols = [
+        F.col(f"`{CLUSTER if c == 'cluster' else c}`").cast(_SPARK_TYPES[t]).alias(c)
+        for c, t, _ in COLUMNS
+    ]
+    return df.select(
+        *cols,
+        F.lit(fi).cast("bigint").alias(FI),
+        F.col(SEQ).cast("bigint").alias(ORD),
+        F.lit(None).cast("string").alias(META),
+    )
+
+
+def file_accounting(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The META rows, in input order."""
+    return [json.loads(r[META]) for r in sorted(rows, key=lambda r: int(r[FI]))]
