@@ -580,3 +580,25 @@ def test_missing_agent_namespace_says_what_to_apply(
     assert "404" in failed["message"] and "podmortem-acquire.yaml" in failed["message"]
     assert "in-container-only" in {c["kind"] for c in doc["caveats"]}  # the fallback ran
     assert not agent_env["api"].jobs and verify_case(tmp_path / "case").ok
+
+
+@pytest.mark.integration
+def test_memory_is_taken_by_the_agent_and_stays_sensitive(
+    make_cri_pod: Callable[..., Any], agent_env: dict[str, Any], cri_client: Any, tmp_path: Path
+) -> None:
+    pod = make_cri_pod(name="agent-memory")
+    _wait_ready_sleep(cri_client, pod)
+    case = tmp_path / "case"
+    r = _run(agent_env, pod, case, extra=("--memory",))
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "case.json").read_text())
+    dumps = [
+        a
+        for a in doc["artifacts"]
+        if "/node-agent/case/" in a["path"] and a["path"].endswith(".mem")
+    ]
+    assert dumps and all(a["sensitive"] for a in dumps)  # the agent's flag, kept on import
+    assert sum(a["size"] for a in dumps) > 100_000
+    transfer = json.loads(next(case.glob("artifacts/**/node-agent/transfer.json")).read_text())
+    assert transfer["transfer_bytes"] > sum(a["size"] for a in dumps)
+    assert verify_case(case).ok

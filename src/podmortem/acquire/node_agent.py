@@ -419,7 +419,7 @@ class NodeAgent:
         d.seal = _parse_sums(seal or "")
         if set(d.seal) != set(SEALED):
             raise TransferRejectedError("the node agent's seal is missing or malformed")
-        staging = Path(tempfile.mkdtemp(prefix=".podmortem-node-agent-", dir=c.case.root.parent))
+        staging = _staging_dir(c.case.root)
         try:
             self._transfer(c, staging, d)
             d.seconds["transferred"] = round(time.monotonic() - t0, 3)
@@ -460,7 +460,7 @@ class NodeAgent:
                 self.core.list_namespaced_pod,
                 self.cfg.namespace,
                 label_selector=f"job-name={self.job}",
-                _request_timeout=10,
+                _request_timeout=max(1.0, min(10.0, c.budget.remaining())),
             )
             for p in pods.items or []:
                 owners = p.metadata.owner_references or []
@@ -633,6 +633,15 @@ class NodeAgent:
 
 
 # --------------------------------------------------------------------- transfer helpers
+
+
+def _staging_dir(case_root: Path) -> Path:
+    """Beside the case folder (same filesystem, so usually room for it), else the system
+    temporary folder; removed when the transfer is done, whatever its outcome."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=".podmortem-node-agent-", dir=case_root.parent))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="podmortem-node-agent-"))
 
 
 def _parse_sums(text: str) -> dict[str, str]:
