@@ -484,6 +484,20 @@ def test_keep_node_agent_leaves_the_job(
     assert not api.deleted_jobs and len(api.jobs) == 1
     doc = json.loads((tmp_path / "case.json").read_text())
     assert "acquisition-side-effect" in {c["kind"] for c in doc["caveats"]}
+    # The real kubectl sees the kept agent pod through the double (label selector list).
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        selector = f"job-name={next(iter(api.jobs))[1]}"
+        argv = [kubectl, "--kubeconfig", str(api.kubeconfig), "-n", AGENT_NS, "get", "pods"]
+        out = subprocess.run(
+            [*argv, "-l", selector, "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        (listed,) = json.loads(out.stdout)["items"]
+        assert listed["metadata"]["ownerReferences"][0]["kind"] == "Job"
     # The agent was told it may go: its pod ends, the Job completes.
     ((ns, name),) = api.jobs
     deadline = time.monotonic() + 20
