@@ -418,7 +418,10 @@ class NodeAgent:
             )
         d.seal = _parse_sums(seal or "")
         if set(d.seal) != set(SEALED):
-            raise TransferRejectedError("the node agent's seal is missing or malformed")
+            raise TransferRejectedError(
+                "the node agent's seal is missing or malformed (nothing to check the transfer "
+                "against; the agent image needs sha256sum)"
+            )
         staging = _staging_dir(c.case.root)
         try:
             self._transfer(c, staging, d)
