@@ -167,6 +167,27 @@ class CallLog:
     def read(self, service: str, method: str, fn: Callable[..., T], /, **params: Any) -> T:
         return self._call(service, method, fn, params, write=False)
 
+    def find(
+        self,
+        service: str,
+        method: str,
+        fn: Callable[..., T],
+        /,
+        *,
+        missing: Callable[[Exception], bool],
+        **params: Any,
+    ) -> T | None:
+        """A read of something that may not exist: ``None`` when the error is one that
+        ``missing`` (the provider's "not found") recognises. The failed call stays recorded."""
+        try:
+            return self.read(service, method, fn, **params)
+        except ProviderRefused:
+            raise
+        except Exception as exc:
+            if missing(exc):
+                return None
+            raise
+
     def write(self, service: str, method: str, fn: Callable[..., T], /, **params: Any) -> T:
         if not self.execute:
             raise RuntimeError(f"{service}.{method} is a write and this is a dry run")

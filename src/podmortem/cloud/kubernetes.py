@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from podmortem.cloud import labels as names
@@ -105,9 +105,15 @@ def selector_matches(selector: Mapping[str, Any] | None, pod_labels: Mapping[str
     return True
 
 
-def _restore_patch(saved: Mapping[str, Any], keys: Any) -> dict[str, Any]:
-    """Merge-patch map that puts back ``saved`` values and removes keys we added."""
-    return {k: saved.get(k) for k in keys}
+def _missing(want: Mapping[str, str], have: Mapping[str, str]) -> dict[str, str]:
+    """The entries of ``want`` that ``have`` lacks or holds with another value."""
+    return {k: v for k, v in want.items() if have.get(k) != v}
+
+
+def _prior(have: Mapping[str, str], keys: Any) -> dict[str, str | None]:
+    """What ``have`` held for ``keys`` (None: absent); as a merge patch it puts the values
+    back and removes the keys that were added."""
+    return {k: have.get(k) for k in keys}
 
 
 class KubernetesContainment:
@@ -144,31 +150,26 @@ class KubernetesContainment:
             target.node = pod.spec.node_name
             target.extra["pod_uid"] = pod.metadata.uid
         if target.node and target.instance is None:
-            node = calls.read("core", "read_node", self.core.read_node, name=target.node)
+            node = self._read_node(calls, target)
             pid = node.spec.provider_id if node.spec else None
             # Without a cloud provider nothing acts on the machine: its id is not needed
             # (and a self-managed cluster's providerID may follow no documented shape).
             if pid and target.provider in _PROVIDER_ID:
                 parse_provider_id(target.provider, pid, target)
 
+    def _on_pod(self, record: Callable[..., Any], method: str, target: Target, **kw: Any) -> Any:
+        """``core.<method>`` on the target pod, through ``calls.read`` or ``calls.write``."""
+        fn = getattr(self.core, method)
+        return record("core", method, fn, name=target.pod_name, namespace=target.namespace, **kw)
+
     def _read_pod(self, calls: CallLog, target: Target) -> Any:
-        return calls.read(
-            "core",
-            "read_namespaced_pod",
-            self.core.read_namespaced_pod,
-            name=target.pod_name,
-            namespace=target.namespace,
-        )
+        return self._on_pod(calls.read, "read_namespaced_pod", target)
 
     def _patch_pod(self, calls: CallLog, target: Target, body: dict[str, Any]) -> Any:
-        return calls.write(
-            "core",
-            "patch_namespaced_pod",
-            self.core.patch_namespaced_pod,
-            name=target.pod_name,
-            namespace=target.namespace,
-            body=body,
-        )
+        return self._on_pod(calls.write, "patch_namespaced_pod", target, body=body)
+
+    def _read_node(self, calls: CallLog, target: Target) -> Any:
+        return calls.read("core", "read_node", self.core.read_node, name=target.node)
 
     def _patch_node(self, calls: CallLog, target: Target, body: dict[str, Any]) -> Any:
         return calls.write("core", "patch_node", self.core.patch_node, name=target.node, body=body)
@@ -186,20 +187,16 @@ class KubernetesContainment:
         return self._mark(ctx, pod, self._patch_pod)
 
     def mark_node(self, ctx: StepContext) -> Outcome:
-        node = ctx.calls.read("core", "read_node", self.core.read_node, name=ctx.target.node)
+        node = self._read_node(ctx.calls, ctx.target)
         return self._mark(ctx, node, self._patch_node)
 
     def _mark(self, ctx: StepContext, obj: Any, patch: Any) -> Outcome:
         have_l, have_a = _meta(obj)
         want_l, want_a = self._mark_wanted(ctx)
-        add_l = {k: v for k, v in want_l.items() if have_l.get(k) != v}
-        add_a = {k: v for k, v in want_a.items() if have_a.get(k) != v}
+        add_l, add_a = _missing(want_l, have_l), _missing(want_a, have_a)
         if not add_l and not add_a:
             return Outcome(Status.UNCHANGED, "already marked for this case")
-        undo = {
-            "labels": {k: have_l.get(k) for k in add_l},
-            "annotations": {k: have_a.get(k) for k in add_a},
-        }
+        undo = {"labels": _prior(have_l, add_l), "annotations": _prior(have_a, add_a)}
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would set {sorted(add_l) + sorted(add_a)}")
         patch(ctx.calls, ctx.target, {"metadata": {"labels": add_l, "annotations": add_a}})
@@ -222,20 +219,17 @@ class KubernetesContainment:
 
     def autoscaler_protection(self, ctx: StepContext) -> Outcome:
         t = ctx.target
-        node = ctx.calls.read("core", "read_node", self.core.read_node, name=t.node)
+        node = self._read_node(ctx.calls, t)
         node_ann = _meta(node)[1]
-        node_add = {k: v for k, v in NODE_PROTECTION.items() if node_ann.get(k) != v}
+        node_add = _missing(NODE_PROTECTION, node_ann)
         pod_add: dict[str, str] = {}
         pod_ann: dict[str, str] = {}
         if t.pod:
             pod_ann = _meta(self._read_pod(ctx.calls, t))[1]
-            pod_add = {k: v for k, v in POD_PROTECTION.items() if pod_ann.get(k) != v}
+            pod_add = _missing(POD_PROTECTION, pod_ann)
         if not node_add and not pod_add:
             return Outcome(Status.UNCHANGED, "autoscaler annotations already present")
-        undo = {
-            "node": {k: node_ann.get(k) for k in node_add},
-            "pod": {k: pod_ann.get(k) for k in pod_add},
-        }
+        undo = {"node": _prior(node_ann, node_add), "pod": _prior(pod_ann, pod_add)}
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would annotate {sorted(node_add | pod_add)}")
         if node_add:
@@ -386,16 +380,21 @@ class KubernetesContainment:
             exprs = list(new_sel.get("matchExpressions") or [])
             exprs.append({"key": names.LABEL_QUARANTINE, "operator": "DoesNotExist"})
             new_sel["matchExpressions"] = exprs
-            ctx.calls.write(
-                "networking",
-                "patch_namespaced_network_policy",
-                self.net.patch_namespaced_network_policy,
-                name=pname,
-                namespace=ns,
-                body={"spec": {"podSelector": new_sel}},
-            )
+            self._patch_selector(ctx.calls, ns, pname, new_sel)
         return Outcome(
             Status.CHANGED, "; ".join([*plan, enforcer]), undo=undo, result={"enforcer": enforcer}
+        )
+
+    def _patch_selector(
+        self, calls: CallLog, namespace: str | None, name: str, selector: dict[str, Any]
+    ) -> None:
+        calls.write(
+            "networking",
+            "patch_namespaced_network_policy",
+            self.net.patch_namespaced_network_policy,
+            name=name,
+            namespace=namespace,
+            body={"spec": {"podSelector": selector}},
         )
 
     def _enforcer(self, ctx: StepContext) -> str:
@@ -446,17 +445,8 @@ class KubernetesContainment:
         ns = ctx.target.namespace
         for pname, sel in (saved.get("patched") or {}).items():
             # A merge patch of podSelector would merge maps; restore the list explicitly.
-            body = {
-                "spec": {"podSelector": {**sel, "matchExpressions": sel.get("matchExpressions")}}
-            }
-            ctx.calls.write(
-                "networking",
-                "patch_namespaced_network_policy",
-                self.net.patch_namespaced_network_policy,
-                name=pname,
-                namespace=ns,
-                body=body,
-            )
+            restored = {**sel, "matchExpressions": sel.get("matchExpressions")}
+            self._patch_selector(ctx.calls, ns, pname, restored)
         if saved.get("policy"):
             ctx.calls.write(
                 "networking",
@@ -474,7 +464,7 @@ class KubernetesContainment:
     # ------------------------------------------------------------------- cordon
 
     def cordon(self, ctx: StepContext) -> Outcome:
-        node = ctx.calls.read("core", "read_node", self.core.read_node, name=ctx.target.node)
+        node = self._read_node(ctx.calls, ctx.target)
         if node.spec and node.spec.unschedulable:
             return Outcome(Status.UNCHANGED, "node already cordoned")
         if not ctx.execute:

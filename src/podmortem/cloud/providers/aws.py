@@ -17,6 +17,7 @@ from podmortem.cloud import labels as names
 from podmortem.cloud.calls import CallLog, ProviderRefused
 from podmortem.cloud.executor import StepContext, StepFn, UndoFn
 from podmortem.cloud.model import Outcome, Status, Target
+from podmortem.cloud.readiness import kubernetes_minor
 from podmortem.errors import CapabilityUnavailable, InputError
 
 ClientFactory = Callable[[str], Any]
@@ -689,11 +690,6 @@ def revoke_policy(now: datetime) -> dict[str, Any]:
     }
 
 
-def _minor(version: str | None) -> int | None:
-    parts = (version or "").split(".")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-
-
 def readiness_facts(
     steps: EksSteps, calls: CallLog, cluster: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -704,7 +700,7 @@ def readiness_facts(
     types = enabled_log_types(c)
     facts["audit_logging"] = "audit" in types
     facts["authenticator_logging"] = "authenticator" in types
-    facts["kubernetes_minor"] = _minor(c.get("version"))
+    facts["kubernetes_minor"] = kubernetes_minor(c.get("version"))
     auto = bool((c.get("computeConfig") or {}).get("enabled"))
     facts["containment_permitted"] = not auto
     if auto:

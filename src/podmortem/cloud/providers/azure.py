@@ -18,6 +18,7 @@ from podmortem.cloud import labels as names
 from podmortem.cloud.calls import CallLog
 from podmortem.cloud.executor import StepContext, StepFn, UndoFn
 from podmortem.cloud.model import Outcome, Status, Target
+from podmortem.cloud.readiness import kubernetes_minor
 from podmortem.errors import CapabilityUnavailable, InputError
 
 # Log Analytics tables that hold the API server audit log, and the columns that order a
@@ -61,6 +62,12 @@ def _not_found(exc: Exception) -> bool:
     return type(exc).__name__ == "ResourceNotFoundError" or getattr(exc, "status_code", 0) == 404
 
 
+def _automatic(mc: Any) -> bool:
+    """An AKS Automatic cluster (its SKU name), whose node resource group is locked."""
+    sku = getattr(mc.sku.name, "value", mc.sku.name) if mc.sku else None
+    return str(sku).lower() == "automatic"
+
+
 def _last(resource_id: str) -> str:
     return resource_id.rstrip("/").rsplit("/", 1)[-1]
 
@@ -81,24 +88,44 @@ class AksSteps:
             "aks.nsg-isolation": self.undo_nsg_isolation,
         }
 
+    def _operation(self, service: str, method: str) -> Any:
+        """``self.c.<service>.<group>.<operation>`` for a method named ``group.operation``."""
+        op = getattr(self.c, service)
+        for part in method.split("."):
+            op = getattr(op, part)
+        return op
+
+    def _read(self, calls: CallLog, service: str, method: str, **params: Any) -> Any:
+        return calls.read(service, method, self._operation(service, method), **params)
+
+    def _write(self, calls: CallLog, service: str, method: str, **params: Any) -> Any:
+        return calls.write(service, method, self._operation(service, method), **params)
+
+    def _find(self, calls: CallLog, service: str, method: str, **params: Any) -> Any:
+        """The resource, or None when ARM answers 404."""
+        op = self._operation(service, method)
+        return calls.find(service, method, op, missing=_not_found, **params)
+
+    def managed_cluster(self, calls: CallLog, cluster: str) -> Any:
+        if not self.resource_group:
+            raise InputError("AKS needs --resource-group (the cluster's resource group)")
+        return self._read(
+            calls,
+            "containers",
+            "managed_clusters.get",
+            resource_group_name=self.resource_group,
+            resource_name=cluster,
+        )
+
     # ------------------------------------------------------------------ resolve
 
     def resolve(self, target: Target, calls: CallLog) -> None:
-        if not self.resource_group:
-            raise InputError("AKS needs --resource-group (the cluster's resource group)")
-        mc = calls.read(
-            "containers",
-            "managed_clusters.get",
-            self.c.containers.managed_clusters.get,
-            resource_group_name=self.resource_group,
-            resource_name=target.cluster,
-        )
+        mc = self.managed_cluster(calls, target.cluster)
         node_rg = str(mc.node_resource_group)
         target.extra["cluster_id"] = mc.id
         target.extra["location"] = mc.location
-        sku = getattr(mc.sku.name, "value", mc.sku.name) if mc.sku else None
         # AKS Automatic locks the node resource group: writes there will be refused.
-        target.extra["automatic"] = str(sku).lower() == "automatic"
+        target.extra["automatic"] = _automatic(mc)
         recorded = target.extra.get("node_resource_group")
         if recorded and str(recorded).lower() != node_rg.lower():
             raise InputError(
@@ -122,19 +149,19 @@ class AksSteps:
         }
 
     def _vm(self, ctx: StepContext) -> Any:
-        return ctx.calls.read(
+        return self._read(
+            ctx.calls,
             "compute",
             "virtual_machine_scale_set_vms.get",
-            self.c.compute.virtual_machine_scale_set_vms.get,
             **self._vm_ref(ctx),
         )
 
     def _update_vm(self, ctx: StepContext, vm: Any) -> Any:
         # The documented pattern: GET the instance model, change it, PUT it back whole.
-        return ctx.calls.write(
+        return self._write(
+            ctx.calls,
             "compute",
             "virtual_machine_scale_set_vms.begin_update",
-            self.c.compute.virtual_machine_scale_set_vms.begin_update,
             **self._vm_ref(ctx),
             parameters=vm,
         )
@@ -196,27 +223,20 @@ class AksSteps:
         missing: list[tuple[str, str]] = []
         for disk_id in disks:
             snap = names.azure_name("pm", f"{ctx.case_id}-{_last(disk_id)}")
-            try:
-                ctx.calls.read(
-                    "compute",
-                    "snapshots.get",
-                    self.c.compute.snapshots.get,
-                    resource_group_name=rg,
-                    snapshot_name=snap,
-                )
-            except Exception as exc:
-                if not _not_found(exc):
-                    raise
+            found = self._find(
+                ctx.calls, "compute", "snapshots.get", resource_group_name=rg, snapshot_name=snap
+            )
+            if found is None:
                 missing.append((disk_id, snap))
         if not missing:
             return Outcome(Status.UNCHANGED, f"{len(disks)} disk(s) already snapshotted")
         if not ctx.execute:
             return Outcome(Status.WOULD_CHANGE, f"would snapshot {[_last(d) for d, _ in missing]}")
         for disk_id, snap in missing:
-            ctx.calls.write(
+            self._write(
+                ctx.calls,
                 "compute",
                 "snapshots.begin_create_or_update",
-                self.c.compute.snapshots.begin_create_or_update,
                 resource_group_name=rg,
                 snapshot_name=snap,
                 snapshot=Snapshot(
@@ -305,19 +325,14 @@ class AksSteps:
         )
         if not nics:
             return Outcome(Status.NOT_APPLICABLE, "the instance model has no NIC configuration")
-        nsg_id: str | None = None
-        try:
-            nsg = ctx.calls.read(
-                "network",
-                "network_security_groups.get",
-                self.c.network.network_security_groups.get,
-                resource_group_name=rg,
-                network_security_group_name=name,
-            )
-            nsg_id = str(nsg.id)
-        except Exception as exc:
-            if not _not_found(exc):
-                raise
+        nsg = self._find(
+            ctx.calls,
+            "network",
+            "network_security_groups.get",
+            resource_group_name=rg,
+            network_security_group_name=name,
+        )
+        nsg_id: str | None = None if nsg is None else str(nsg.id)
         current = {
             n.name: (n.network_security_group.id if n.network_security_group else None)
             for n in nics
@@ -333,10 +348,10 @@ class AksSteps:
                 SecurityRule,
             )
 
-            created = ctx.calls.write(
+            created = self._write(
+                ctx.calls,
                 "network",
                 "network_security_groups.begin_create_or_update",
-                self.c.network.network_security_groups.begin_create_or_update,
                 resource_group_name=rg,
                 network_security_group_name=name,
                 parameters=NetworkSecurityGroup(
@@ -429,10 +444,10 @@ class AksSteps:
                 offset=offset,
                 size=page_size,
             )
-            resp = calls.read(
+            resp = self._read(
+                calls,
                 "logs",
                 "query_workspace",
-                self.c.logs.query_workspace,
                 workspace_id=workspace_id,
                 query=query,
                 timespan=(since, until),
@@ -454,31 +469,22 @@ def readiness_facts(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     facts: dict[str, Any] = {}
     notes: dict[str, str] = {}
-    if not steps.resource_group:
-        raise InputError("AKS needs --resource-group (the cluster's resource group)")
-    mc = calls.read(
-        "containers",
-        "managed_clusters.get",
-        steps.c.containers.managed_clusters.get,
-        resource_group_name=steps.resource_group,
-        resource_name=target.cluster,
-    )
+    mc = steps.managed_cluster(calls, target.cluster)
     np = mc.network_profile.network_policy if mc.network_profile else None
     facts["network_policy_enforced"] = str(getattr(np, "value", np) or "none").lower() in (
         "calico",
         "azure",
         "cilium",
     )
-    sku = getattr(mc.sku.name, "value", mc.sku.name) if mc.sku else None
-    automatic = str(sku).lower() == "automatic"
+    automatic = _automatic(mc)
     facts["containment_permitted"] = not automatic
     if automatic:
         notes["containment_permitted"] = "AKS Automatic locks the node resource group"
     facts["node_repair_controllable"] = False
     notes["node_repair_controllable"] = "AKS node auto-repair is always on and cannot be paused"
-    version = str(mc.current_kubernetes_version or mc.kubernetes_version or "")
-    parts = version.split(".")
-    facts["kubernetes_minor"] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    facts["kubernetes_minor"] = kubernetes_minor(
+        str(mc.current_kubernetes_version or mc.kubernetes_version or "")
+    )
     try:
         enabled = _diagnostic_categories(steps, calls, str(mc.id))
         facts["audit_logging"] = bool(enabled & {"kube-audit", "kube-audit-admin"})

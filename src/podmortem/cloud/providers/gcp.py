@@ -18,6 +18,7 @@ from podmortem.cloud import labels as names
 from podmortem.cloud.calls import CallLog
 from podmortem.cloud.executor import StepContext, StepFn, UndoFn
 from podmortem.cloud.model import Outcome, Status, Target
+from podmortem.cloud.readiness import kubernetes_minor
 from podmortem.errors import CapabilityUnavailable, InputError
 
 AUTOPILOT_REASON = "GKE Autopilot manages node pools: auto-repair cannot be turned off"
@@ -64,6 +65,16 @@ def _last(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _zone(url: str, default: str | None) -> str | None:
+    """The zone a zonal resource URL names (``.../zones/<zone>/...``), else ``default``."""
+    return url.split("/zones/", 1)[1].split("/", 1)[0] if "/zones/" in url else default
+
+
+def _tags(inst: Any) -> tuple[list[str], str | None]:
+    """An instance's network tags and the fingerprint ``set_tags`` must send back."""
+    return (list(inst.tags.items), inst.tags.fingerprint) if inst.tags else ([], None)
+
+
 class GkeSteps:
     """The ``gke.*`` steps for one cluster (``project``, ``location``)."""
 
@@ -92,14 +103,17 @@ class GkeSteps:
             raise InputError("GKE needs --project and --location (the cluster's region/zone)")
         return f"projects/{self.project}/locations/{loc}/clusters/{target.cluster}"
 
-    def resolve(self, target: Target, calls: CallLog) -> None:
-        self.project = self.project or target.extra.get("project")
-        cluster = calls.read(
+    def cluster(self, calls: CallLog, target: Target) -> Any:
+        return calls.read(
             "container",
             "get_cluster",
             self.c.cluster_manager.get_cluster,
             name=self._cluster_name(target),
         )
+
+    def resolve(self, target: Target, calls: CallLog) -> None:
+        self.project = self.project or target.extra.get("project")
+        cluster = self.cluster(calls, target)
         target.extra["autopilot"] = bool(cluster.autopilot and cluster.autopilot.enabled)
         target.extra["endpoint"] = cluster.endpoint or None
         pcc = cluster.private_cluster_config
@@ -171,11 +185,7 @@ class GkeSteps:
         if "/instanceGroupManagers/" not in created_by:
             return Outcome(Status.NOT_APPLICABLE, "the instance was not created by a group")
         igm = _last(created_by)
-        zone = (
-            created_by.split("/zones/", 1)[1].split("/", 1)[0]
-            if "/zones/" in created_by
-            else (ctx.target.zone)
-        )
+        zone = _zone(created_by, ctx.target.zone)
         managed = ctx.calls.read(
             "compute",
             "instance_group_managers.list_managed_instances",
@@ -267,23 +277,17 @@ class GkeSteps:
         missing: list[tuple[str, str, str]] = []
         for src in disks:
             disk = _last(src)
-            zone = (
-                src.split("/zones/", 1)[1].split("/", 1)[0]
-                if "/zones/" in src
-                else (ctx.target.zone)
-            )
+            zone = _zone(src, ctx.target.zone)
             snap = self._snapshot_name(ctx, disk)
-            try:
-                ctx.calls.read(
-                    "compute",
-                    "snapshots.get",
-                    self.c.snapshots.get,
-                    project=self.project,
-                    snapshot=snap,
-                )
-            except Exception as exc:
-                if not _not_found(exc):
-                    raise
+            found = ctx.calls.find(
+                "compute",
+                "snapshots.get",
+                self.c.snapshots.get,
+                missing=_not_found,
+                project=self.project,
+                snapshot=snap,
+            )
+            if found is None:
                 missing.append((disk, str(zone), snap))
         if not missing:
             return Outcome(Status.UNCHANGED, f"{len(disks)} disk(s) already snapshotted")
@@ -377,20 +381,18 @@ class GkeSteps:
         rules = self._rules(ctx, tag)
         missing = []
         for rule in rules:
-            try:
-                ctx.calls.read(
-                    "compute",
-                    "firewalls.get",
-                    self.c.firewalls.get,
-                    project=self.project,
-                    firewall=rule["name"],
-                )
-            except Exception as exc:
-                if not _not_found(exc):
-                    raise
+            found = ctx.calls.find(
+                "compute",
+                "firewalls.get",
+                self.c.firewalls.get,
+                missing=_not_found,
+                project=self.project,
+                firewall=rule["name"],
+            )
+            if found is None:
                 missing.append(rule)
         inst = self._instance(ctx.calls, ctx.target)
-        tags = list(inst.tags.items) if inst.tags else []
+        tags, fingerprint = _tags(inst)
         if not missing and tag in tags:
             return Outcome(Status.UNCHANGED, f"already isolated by tag {tag}")
         if not ctx.execute:
@@ -409,7 +411,7 @@ class GkeSteps:
                 firewall_resource=compute_v1.Firewall(**rule),
             )
         if tag not in tags:
-            self._set_tags(ctx, [*tags, tag], inst.tags.fingerprint if inst.tags else None)
+            self._set_tags(ctx, [*tags, tag], fingerprint)
         return Outcome(
             Status.CHANGED,
             f"isolated with tag {tag}",
@@ -429,13 +431,10 @@ class GkeSteps:
         )
 
     def undo_firewall_isolation(self, ctx: StepContext, saved: Mapping[str, Any]) -> Outcome:
-        inst = self._instance(ctx.calls, ctx.target)
-        tags = list(inst.tags.items) if inst.tags else []
+        tags, fingerprint = _tags(self._instance(ctx.calls, ctx.target))
         tag = str(saved["tag"])
         if tag in tags:
-            self._set_tags(
-                ctx, [t for t in tags if t != tag], inst.tags.fingerprint if inst.tags else None
-            )
+            self._set_tags(ctx, [t for t in tags if t != tag], fingerprint)
         for name in saved.get("rules") or []:
             if not str(name).startswith("pm-"):
                 raise InputError(f"recorded firewall rule {name!r} is not podmortem's")
@@ -505,12 +504,7 @@ def readiness_facts(
     """The facts the readiness checks read, and a note for each fact left unknown."""
     facts: dict[str, Any] = {}
     notes: dict[str, str] = {}
-    c = calls.read(
-        "container",
-        "get_cluster",
-        steps.c.cluster_manager.get_cluster,
-        name=steps._cluster_name(target),
-    )
+    c = steps.cluster(calls, target)
     facts["audit_logging"] = True
     notes["audit_logging"] = "GKE Admin Activity audit logs are always on"
     notes["audit_reads_logged"] = (
@@ -531,8 +525,8 @@ def readiness_facts(
     facts["node_repair_controllable"] = not autopilot
     if autopilot:
         notes["node_repair_controllable"] = AUTOPILOT_REASON
-    version = c.current_master_version or c.initial_cluster_version or ""
-    parts = version.split(".")
-    facts["kubernetes_minor"] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    facts["kubernetes_minor"] = kubernetes_minor(
+        c.current_master_version or c.initial_cluster_version
+    )
     notes["kubernetes_minor"] = "COS node images lack CRIU: checkpoints need Ubuntu node images"
     return facts, notes

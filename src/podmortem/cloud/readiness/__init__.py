@@ -81,6 +81,12 @@ class CheckResult:
         }
 
 
+def kubernetes_minor(version: str | None) -> int | None:
+    """The minor version of ``1.30`` / ``v1.30.2-eks-...`` style strings, or None."""
+    parts = (version or "").split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
 def _parse_checks(doc: Any, source: str) -> tuple[Check, ...]:
     if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list):
         raise InputError(f"{source}: needs a 'checks' list")
