@@ -151,40 +151,23 @@ def preserve_cli(world: Any, env: dict[str, str]) -> None:
 
 
 def seed_logs(pages: int, page_size: int) -> int:
-    import boto3
+    from cloud import aws_world
 
-    logs = boto3.client("logs")
-    group = "/aws/eks/prod/cluster"
-    logs.create_log_group(logGroupName=group)
-    logs.create_log_stream(logGroupName=group, logStreamName="kube-apiserver-audit-0")
-    t0 = int(time.time() * 1000) - 3_000_000
-    total = pages * page_size
-    for start in range(0, total, 5000):
-        batch = [
-            {
-                "timestamp": t0 + n,
-                "message": json.dumps(
-                    {
-                        "kind": "Event",
-                        "apiVersion": "audit.k8s.io/v1",
-                        "level": "Metadata",
-                        "auditID": f"bench-{n:08d}",
-                        "stage": "ResponseComplete",
-                        "verb": "get",
-                        "requestURI": f"/api/v1/namespaces/shop/pods/web-{n % 97}",
-                        "user": {"username": "system:serviceaccount:shop:web"},
-                        "sourceIPs": ["10.0.1.5"],
-                        "objectRef": {"resource": "pods"},
-                        "responseStatus": {"code": 200},
-                    }
-                ),
-            }
-            for n in range(start, min(total, start + 5000))
-        ]
-        logs.put_log_events(
-            logGroupName=group, logStreamName="kube-apiserver-audit-0", logEvents=batch
-        )
-    return total
+    return aws_world.put_audit_log(
+        (
+            aws_world.audit_event(
+                n,
+                auditID=f"bench-{n:08d}",
+                requestURI=f"/api/v1/namespaces/shop/pods/web-{n % 97}",
+                user={"username": "system:serviceaccount:shop:web"},
+                sourceIPs=["10.0.1.5"],
+                objectRef={"resource": "pods"},
+            )
+            for n in range(pages * page_size)
+        ),
+        stream="kube-apiserver-audit-0",
+        age_s=3000,
+    )
 
 
 def logs_floor(page_size: int) -> int:

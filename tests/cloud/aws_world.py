@@ -3,6 +3,9 @@ whose instance carries the cluster tag, an instance profile, and two EBS volumes
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,3 +106,54 @@ def state(world: EksWorld) -> dict[str, Any]:
         ),
         "groups": [[g["GroupId"] for g in n["Groups"]] for n in inst["NetworkInterfaces"]],
     }
+
+
+# --------------------------------------------------------------- control-plane audit log
+
+
+def audit_event(n: int, **fields: Any) -> dict[str, Any]:
+    """A read of a pod, as one audit.k8s.io/v1 Event of EKS's ``kube-apiserver-audit``
+    streams; ``fields`` replace the defaults."""
+    return {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "Metadata",
+        "auditID": f"a-{n}",
+        "stage": "ResponseComplete",
+        "verb": "get",
+        "requestURI": f"/api/v1/namespaces/shop/pods/p{n}",
+        "user": {"username": "alice"},
+        "sourceIPs": ["10.0.0.1"],
+        "objectRef": {"resource": "pods", "namespace": "shop", "name": f"p{n}"},
+        "responseStatus": {"code": 200},
+        "requestReceivedTimestamp": "2026-11-26T10:00:00.000000Z",
+        "stageTimestamp": "2026-11-26T10:00:00.000100Z",
+        **fields,
+    }
+
+
+def put_audit_log(
+    messages: Iterable[dict[str, Any] | str],
+    *,
+    cluster: str = "prod",
+    stream: str = "kube-apiserver-audit-abc",
+    age_s: int = 3600,
+) -> int:
+    """Put ``messages`` (JSON-encoded when not text) into a stream of the cluster's log
+    group, creating both as needed, one millisecond apart from ``age_s`` ago (CloudWatch and
+    moto reject events older than 14 days). Returns how many were put."""
+    logs = boto3.client("logs")
+    group = f"/aws/eks/{cluster}/cluster"
+    if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
+        logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    t0 = int(time.time() * 1000) - age_s * 1000
+    events = [
+        {"timestamp": t0 + i, "message": m if isinstance(m, str) else json.dumps(m)}
+        for i, m in enumerate(messages)
+    ]
+    for start in range(0, len(events), 5000):  # PutLogEvents takes 10,000 at most
+        logs.put_log_events(
+            logGroupName=group, logStreamName=stream, logEvents=events[start : start + 5000]
+        )
+    return len(events)

@@ -4,6 +4,8 @@ NetworkPolicies as JSON and applies merge patches, for the official Python clien
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 from .fakeserver import RecordingServer, Request, merge_patch
@@ -190,3 +192,20 @@ def kube_clients(url: str) -> tuple[Any, Any, Any]:
     cfg.host = url
     api = client.ApiClient(cfg)
     return client.CoreV1Api(api), client.AppsV1Api(api), client.NetworkingV1Api(api)
+
+
+def kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig at ``path`` whose current context is the fake at ``url``."""
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "fake", "cluster": {"server": url}}],
+                "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    return path

@@ -6,38 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from click.testing import Result
 from typer.testing import CliRunner
 
 from podmortem.case import Case, verify_case
 from podmortem.cli.main import app
 
 from . import aws_world
-from .k8s_server import FakeKube
+from .k8s_server import FakeKube, kubeconfig
 
 runner = CliRunner()
-
-
-def _kubeconfig(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "test",
-                "clusters": [{"name": "fake", "cluster": {"server": url}}],
-                "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "u"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-            }
-        )
-    )
-    return path
 
 
 def test_plan_preserve_again_via_cli(aws_env: str, kube: FakeKube, tmp_path: Path) -> None:
     world = aws_world.build()
     kube.add_node("ip-10-0-1-5.ec2.internal", f"aws:///us-east-1a/{world.instance}")
-    kc = _kubeconfig(tmp_path, kube.url)  # type: ignore[attr-defined]
+    kc = kubeconfig(tmp_path / "kubeconfig", kube.url)  # type: ignore[attr-defined]
     Case.init(tmp_path / "case", case_id="IR-7", examiner="tester")
     base = ["cloud", "--help"]
     assert runner.invoke(app, base).exit_code == 0
@@ -100,58 +84,21 @@ def test_execute_needs_a_case_and_one_selector(aws_env: str, tmp_path: Path) -> 
     assert res.exit_code != 0
 
 
-def test_collect_logs_pages_into_the_case(aws_env: str, tmp_path: Path) -> None:
-    import boto3
-
-    logs = boto3.client("logs")
-    group = "/aws/eks/prod/cluster"
-    logs.create_log_group(logGroupName=group)
-    logs.create_log_stream(logGroupName=group, logStreamName="kube-apiserver-audit-abc")
-    logs.create_log_stream(logGroupName=group, logStreamName="kube-scheduler-abc")
-    import time
-
-    # CloudWatch (and moto) reject events older than 14 days: use the last hour.
-    t0 = int(time.time() * 1000) - 3_600_000
-    events = [
-        {
-            "timestamp": t0 + i,
-            "message": json.dumps(
-                {
-                    "kind": "Event",
-                    "apiVersion": "audit.k8s.io/v1",
-                    "auditID": f"a-{i}",
-                    "verb": "get",
-                }
-            ),
-        }
-        for i in range(250)
-    ]
-    logs.put_log_events(
-        logGroupName=group, logStreamName="kube-apiserver-audit-abc", logEvents=events
-    )
-    logs.put_log_events(
-        logGroupName=group,
-        logStreamName="kube-scheduler-abc",
-        logEvents=[{"timestamp": t0, "message": "I1126 scheduler text"}],
-    )
-    case_dir = tmp_path / "case"
-    Case.init(case_dir, case_id="IR-8", examiner="tester")
-    res = runner.invoke(
+def _collect(case_dir: Path, case_id: str, *, since: str, page_size: int) -> Result:
+    """``cloud collect-logs eks --cluster prod`` into a new case."""
+    Case.init(case_dir, case_id=case_id, examiner="tester")
+    return runner.invoke(
         app,
-        [
-            "cloud",
-            "collect-logs",
-            "eks",
-            "--cluster",
-            "prod",
-            "--since",
-            "2h",
-            "--case",
-            str(case_dir),
-            "--page-size",
-            "100",
-        ],
-    )
+        ["cloud", "collect-logs", "eks", "--cluster", "prod", "--since", since,
+         "--case", str(case_dir), "--page-size", str(page_size)],
+    )  # fmt: skip
+
+
+def test_collect_logs_pages_into_the_case(aws_env: str, tmp_path: Path) -> None:
+    aws_world.put_audit_log(aws_world.audit_event(i) for i in range(250))
+    aws_world.put_audit_log(["I1126 scheduler text"], stream="kube-scheduler-abc")
+    case_dir = tmp_path / "case"
+    res = _collect(case_dir, "IR-8", since="2h", page_size=100)
     assert res.exit_code == 0, res.output
     # moto ignores logStreamNamePrefix (AWS applies it), so the scheduler line comes too.
     assert "251 audit records in 3 page(s)" in res.output
@@ -172,59 +119,9 @@ def test_collect_logs_pages_into_the_case(aws_env: str, tmp_path: Path) -> None:
 
 def test_collected_pages_are_ready_for_audit_analyze(aws_env: str, tmp_path: Path) -> None:
     """The contract with the audit capability: collect-logs output is read as-is."""
-    import time
-
-    import boto3
-
-    logs = boto3.client("logs")
-    group = "/aws/eks/prod/cluster"
-    logs.create_log_group(logGroupName=group)
-    logs.create_log_stream(logGroupName=group, logStreamName="kube-apiserver-audit-abc")
-    t0 = int(time.time() * 1000) - 600_000
-    events = [
-        {
-            "timestamp": t0 + i,
-            "message": json.dumps(
-                {
-                    "kind": "Event",
-                    "apiVersion": "audit.k8s.io/v1",
-                    "level": "Metadata",
-                    "auditID": f"a-{i}",
-                    "stage": "ResponseComplete",
-                    "verb": "get",
-                    "requestURI": f"/api/v1/namespaces/shop/pods/p{i}",
-                    "user": {"username": "alice"},
-                    "sourceIPs": ["10.0.0.1"],
-                    "objectRef": {"resource": "pods", "namespace": "shop", "name": f"p{i}"},
-                    "responseStatus": {"code": 200},
-                    "requestReceivedTimestamp": "2026-11-26T10:00:00.000000Z",
-                    "stageTimestamp": "2026-11-26T10:00:00.000100Z",
-                }
-            ),
-        }
-        for i in range(30)
-    ]
-    logs.put_log_events(
-        logGroupName=group, logStreamName="kube-apiserver-audit-abc", logEvents=events
-    )
+    aws_world.put_audit_log((aws_world.audit_event(i) for i in range(30)), age_s=600)
     case_dir = tmp_path / "case"
-    Case.init(case_dir, case_id="IR-9", examiner="tester")
-    res = runner.invoke(
-        app,
-        [
-            "cloud",
-            "collect-logs",
-            "eks",
-            "--cluster",
-            "prod",
-            "--since",
-            "1h",
-            "--case",
-            str(case_dir),
-            "--page-size",
-            "10",
-        ],
-    )
+    res = _collect(case_dir, "IR-9", since="1h", page_size=10)
     assert res.exit_code == 0, res.output
     out = tmp_path / "audit.json"
     res = runner.invoke(

@@ -83,7 +83,7 @@ def test_exec_into_pod_with_kube_access_protects_it(
     """The command with --kubeconfig and no --provider: the pod is acquired on the engine
     and, through the Kubernetes API (the fake of tests/cloud), its node and itself get the
     autoscaler protection annotations, each step in the same case's custody log."""
-    from cloud.k8s_server import FakeKube
+    from cloud.k8s_server import FakeKube, kubeconfig
 
     c = make_docker_container()
     kube = FakeKube()
@@ -91,25 +91,13 @@ def test_exec_into_pod_with_kube_access_protects_it(
     try:
         kube.add_node("worker-1", "kind://docker/kind/worker-1")
         kube.add_pod("default", c.name, "worker-1", {"app": "web"})
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "t",
-                    "clusters": [{"name": "f", "cluster": {"server": url}}],
-                    "contexts": [{"name": "t", "context": {"cluster": "f", "user": "u"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                }
-            )
-        )
+        config = kubeconfig(tmp_path / "kubeconfig", url)
         log = tmp_path / "audit.log"
         ev = event(2, T0, verb="create", name=c.name, subresource="exec", code=101, command="sh")
         log.write_text(json.dumps(ev) + "\n")
         r = run_watch(
             [str(log), "--case-root", str(tmp_path / "cases"), "--target", "docker://{pod}",
-             "--kubeconfig", str(kubeconfig), "--once", "--budget", "20"],
+             "--kubeconfig", str(config), "--once", "--budget", "20"],
             engine_endpoints.docker_host,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr[-3000:]
