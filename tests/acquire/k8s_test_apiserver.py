@@ -132,6 +132,7 @@ class ApiServerDouble:
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.job_pods: dict[tuple[str, str], JobPod] = {}
         self.deleted_jobs: list[tuple[str, str, str]] = []  # (namespace, name, propagation)
+        self.sandboxes: list[str] = []  # every pod sandbox started for a Job, in order
         # Test hooks: called with (namespace, pod, command) before an exec is handed to CRI
         # (e.g. to corrupt the agent's case on the node), and a byte limit for an exec's
         # stream from containerd to the client (to cut a transfer short).
@@ -497,6 +498,7 @@ class ApiServerDouble:
             jp.sandbox_id = self.cri.call(
                 "RunPodSandbox", pb2.RunPodSandboxRequest(config=sandbox_config), timeout=60
             ).pod_sandbox_id
+            self.sandboxes.append(jp.sandbox_id)
         except Exception as exc:
             for c in containers:
                 jp.waiting[c["name"]] = ("CreatePodSandboxError", str(exc)[:300])

@@ -246,10 +246,12 @@ def _jobs_gone(api: ApiServerDouble, timeout: float = 30) -> bool:
     return False
 
 
-def _agent_sandboxes(cri: Any) -> list[str]:
+def _agent_sandboxes(cri: Any, api: ApiServerDouble) -> list[str]:
+    """The Job pod sandboxes this double started that containerd still has."""
+    assert api.sandboxes, "no Job pod was ever started: the check would be empty"
     pb2 = cri.pb2
     items = cri.call("ListPodSandbox", pb2.ListPodSandboxRequest()).items
-    return [sb.id for sb in items if sb.metadata.name.startswith("podmortem-node-agent-")]
+    return [sb.id for sb in items if sb.id in api.sandboxes]
 
 
 def _wait_ready(cri: Any, pod: Any) -> None:
@@ -312,7 +314,7 @@ def test_node_agent_brings_the_node_view_back(
         assert a in actions
     # The Job was deleted with its pod (Background), and its sandbox is gone from containerd.
     assert [p for (_ns, _n, p) in api.deleted_jobs] == ["Background"]
-    assert _jobs_gone(api) and not _agent_sandboxes(cri_client)
+    assert _jobs_gone(api) and not _agent_sandboxes(cri_client, api)
     # The target is untouched: still running, never restarted.
     st = cri_client.container_status(pod.container_id, verbose=False)
     assert st.state == "CONTAINER_RUNNING"
@@ -383,7 +385,7 @@ def test_tampered_transfer_is_an_integrity_failure(
     assert "node_agent_case_rejected" in actions and "node_agent_case_imported" not in actions
     assert "in-container-only" in kinds
     assert verify_case(case).ok
-    assert _jobs_gone(api) and not _agent_sandboxes(cri_client)
+    assert _jobs_gone(api) and not _agent_sandboxes(cri_client, api)
     assert not list(tmp_path.glob(".podmortem-node-agent-*"))  # staging removed
 
 
@@ -404,7 +406,7 @@ def test_truncated_transfer_is_an_integrity_failure(
     assert "node-agent-integrity" in {c["kind"] for c in doc["caveats"]}
     assert not list(case.glob("artifacts/**/node-agent/case"))
     assert verify_case(case).ok
-    assert _jobs_gone(api) and not _agent_sandboxes(cri_client)
+    assert _jobs_gone(api) and not _agent_sandboxes(cri_client, api)
 
 
 def _wait_ready_sleep(cri: Any, pod: Any) -> None:
@@ -440,7 +442,7 @@ def test_failing_agent_image_is_exit_5_with_the_fallback(
     rules = {f["rule_id"] for f in doc["findings"]}
     assert {"acquire.uid0-account", "acquire.secret-in-environment"} <= rules
     assert verify_case(case).ok
-    assert _jobs_gone(api) and not _agent_sandboxes(cri_client)
+    assert _jobs_gone(api) and not _agent_sandboxes(cri_client, api)
 
 
 @pytest.mark.integration
@@ -467,7 +469,7 @@ def test_budget_exceeded_still_deletes_the_job(
     assert {"node-agent-failed", "budget-exhausted"} <= kinds, doc["caveats"]
     assert not doc["complete"]
     assert [p for (_ns, _n, p) in api.deleted_jobs] == ["Background"]
-    assert _jobs_gone(api) and not _agent_sandboxes(cri_client)
+    assert _jobs_gone(api) and not _agent_sandboxes(cri_client, api)
     assert verify_case(case).ok
 
 
@@ -545,7 +547,7 @@ def test_unpullable_image_fails_fast_with_the_reason(
     doc = json.loads((tmp_path / "case.json").read_text())
     failed = next(c for c in doc["caveats"] if c["kind"] == "node-agent-failed")
     assert "ErrImagePull" in failed["message"]
-    assert _jobs_gone(api) and not _agent_sandboxes(cri_client)
+    assert _jobs_gone(api) and not _agent_sandboxes(cri_client, api)
 
 
 @pytest.mark.integration
