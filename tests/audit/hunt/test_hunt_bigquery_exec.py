@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 import yaml
 from bq_duckdb import connect, insert, run, sink_row
+from hunt_cases import GKE_BLIND
 
 from podmortem.audit.hunt import load_rules, plan_hunt
-
-# GKE has no requestURI: these negatives differ from a positive only in requestURI.
-GKE_BLIND = {
-    ("k8s_anonymous_request", "negative-0"): "requestURI",
-    ("k8s_anonymous_request_allowed", "negative-0"): "requestURI",
-    ("k8s_nodes_proxy", "negative-0"): "requestURI",
-}
 
 
 @pytest.fixture(scope="module")

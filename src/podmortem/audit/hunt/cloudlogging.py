@@ -25,6 +25,8 @@ from podmortem.audit.hunt.gke_fields import derived_regex, grpc_codes
 from podmortem.audit.hunt.values import Unexpressible, plain_text, sigma_regex
 
 _IDENT = re.compile(r"[A-Za-z_@][A-Za-z0-9_]*")
+# "The length of a query can't exceed 20,000 characters" (Logging query language).
+MAX_QUERY = 20_000
 
 
 def filter_string(text: str) -> str:
@@ -70,8 +72,11 @@ class CloudLoggingBackend(HuntBackend):
         return super().convert_condition_field_eq_val(self.element_condition(cond, flat), state)
 
     def str_match(self, ref: Ref, value: SigmaString, *, cased: bool) -> str:
+        # "string: Comparisons ignore letter case" (both sides NFKC_Casefold-normalised), and
+        # "regular expression searches aren't normalized": `=` is Sigma's default
+        # case-insensitive match for a plain ASCII value, and a |cased value needs a regex.
         plain = plain_text(value)
-        if plain is not None and cased:
+        if plain is not None and plain and not cased:
             return f"{self.path(ref)}={filter_string(plain)}"
         flags = "(?s)" if cased else "(?is)"
         return f"{self.path(ref)}=~{filter_string(flags + sigma_regex(value))}"
@@ -126,4 +131,9 @@ class CloudLoggingBackend(HuntBackend):
             lines.append(f"resource.labels.cluster_name={filter_string(ctx.cluster)}")
         if tr.expr:
             lines.append(f"({tr.expr})")
-        return "\nAND ".join(lines)
+        query = "\nAND ".join(lines)
+        if len(query) > MAX_QUERY:
+            raise Unexpressible(
+                f"the filter would be {len(query)} characters; Cloud Logging accepts {MAX_QUERY}"
+            )
+        return query

@@ -26,7 +26,9 @@ from podmortem.audit.hunt.backend import Aggregation, HuntBackend, QueryContext,
 from podmortem.audit.hunt.fields import Ref, Segment
 from podmortem.audit.hunt.values import Unexpressible, escape_delimiter, sigma_regex
 
-_PLAIN_FIELD = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@]*")
+# "Any log field named in a query that has characters other than the @ sign, the period (.),
+# and alphanumeric characters must be surrounded by backtick characters" (Insights syntax).
+_PLAIN_FIELD = re.compile(r"[A-Za-z@][A-Za-z0-9.@]*")
 # "Queries can be up to 10,000 characters long" (CloudWatch Logs quotas).
 MAX_QUERY = 10_000
 _STREAM = "filter @logStream like /^kube-apiserver-audit-/"
@@ -47,6 +49,16 @@ def string_literal(text: str) -> str:
     if any(not (" " <= c <= "~") for c in text):
         raise Unexpressible("a value holds a character an Insights literal would need escaped")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _period(seconds: int) -> str:
+    """A ``bin()`` period in the largest unit that divides it: the syntax reference gives
+    periods in minutes (``m``) and hours (``h``); seconds only when neither divides it."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
 
 
 class InsightsBackend(HuntBackend):
@@ -165,10 +177,11 @@ class InsightsBackend(HuntBackend):
 
     def correlation_query(self, base: Translation, agg: Aggregation, ctx: QueryContext) -> str:
         measure = f"count_distinct({agg.value})" if agg.value else "count_distinct(auditID)"
+        window = _period(agg.window_s)
         keys = "".join(f", {g}" for g in agg.groups)
         lines = [
             f"filter @logStream like /^kube-apiserver-audit-/ and ({base.expr})",
-            f"| stats {measure} as n by bin({agg.window_s}s) as window_start{keys}",
+            f"| stats {measure} as n by bin({window}) as window_start{keys}",
             f"| filter n {agg.op} {agg.count}",
             "| sort window_start asc",
         ]

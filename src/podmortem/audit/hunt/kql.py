@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from sigma.conditions import ConditionFieldEqualsValueExpression
 from sigma.conversion.state import ConversionState
-from sigma.types import SigmaString
+from sigma.types import SigmaString, SpecialChars
 
 from podmortem.audit.hunt.backend import Aggregation, HuntBackend, QueryContext, Translation
 from podmortem.audit.hunt.fields import Ref, Segment
@@ -28,6 +28,11 @@ from podmortem.audit.hunt.values import Unexpressible, plain_text, sigma_regex
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DECODE = "@urldecode"  # Ref.column marker: the element is a URL-encoded query value
+
+
+def _matches_empty(value: SigmaString) -> bool:
+    """The Sigma value matches the empty string: it is made of ``*`` wildcards only."""
+    return all(p == SpecialChars.WILDCARD_MULTI for p in value.s)
 
 
 def kql_string(text: str) -> str:
@@ -54,6 +59,7 @@ class _KqlBackend(HuntBackend):
     time_column: ClassVar[str] = "TimeGenerated"
     id_column: ClassVar[str] = ""
     project: ClassVar[str] = ""
+    string_columns: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -91,15 +97,33 @@ class _KqlBackend(HuntBackend):
 
     # ------------------------------------------------------------------ values
 
+    def present(self, ref: Ref) -> str:
+        """The test that the field is there. KQL's ``tostring()`` of a missing value is "",
+        not null, so a pattern that matches "" (``*``, a regex) would also match events
+        without the field, and the padding element of every ``mv-apply`` (module doc); Sigma
+        and the embedded engine match a value only where the field exists. String columns
+        cannot be null in Kusto (a missing value is stored as ""): there, non-empty."""
+        if ref.column.startswith("@container:"):
+            return f"isnotempty({self.text(ref)})"
+        top = ref.element_of is None and len(ref.segments) == 1
+        if top and ref.segments[0].name in self.string_columns:
+            return f"isnotempty({self.path(ref)})"
+        return f"isnotnull({self.path(ref)})"
+
     def str_match(self, ref: Ref, value: SigmaString, *, cased: bool) -> str:
         plain = plain_text(value)
         if plain is not None:
-            return f"{self.text(ref)} {'==' if cased else '=~'} {kql_string(plain)}"
-        flags = "(?s)" if cased else "(?is)"
-        return f"{self.text(ref)} matches regex {kql_regex(flags + sigma_regex(value))}"
+            test = f"{self.text(ref)} {'==' if cased else '=~'} {kql_string(plain)}"
+        else:
+            flags = "(?s)" if cased else "(?is)"
+            test = f"{self.text(ref)} matches regex {kql_regex(flags + sigma_regex(value))}"
+        if plain == "" or _matches_empty(value):
+            return f"({self.present(ref)} and {test})"
+        return test
 
     def re_match(self, ref: Ref, regex: str) -> str:
-        return f"{self.text(ref)} matches regex {kql_regex(regex)}"
+        # whether a rule author's regex matches "" is not decided here: always guarded
+        return f"({self.present(ref)} and {self.text(ref)} matches regex {kql_regex(regex)})"
 
     def num_eq(self, ref: Ref, n: int) -> str:
         return f"tolong({self.path(ref)}) == {n}"
@@ -235,6 +259,10 @@ class AksAuditBackend(_KqlBackend):
     preamble: ClassVar[tuple[str, ...]] = ()
     cluster_column: ClassVar[str] = "_ResourceId"
     id_column: ClassVar[str] = "AuditId"
+    # the string (not dynamic) columns of Microsoft's AKSAudit reference
+    string_columns: ClassVar[frozenset[str]] = frozenset(
+        {"AuditId", "Level", "PodName", "RequestUri", "Stage", "UserAgent", "Verb"}
+    )
     project: ClassVar[str] = (
         "TimeGenerated, AuditId, Stage, Verb, User, SourceIps, ObjectRef, RequestUri,"
         " ResponseStatus, UserAgent, _ResourceId"
@@ -259,12 +287,14 @@ class AzureDiagnosticsBackend(_KqlBackend):
         '| where Category in ("kube-audit", "kube-audit-admin")',
         "| extend e = parse_json(log_s)",
     )
-    cluster_column: ClassVar[str] = "ResourceId"
+    # `_ResourceId` is the standard column of every Log Analytics table; `ResourceId` is not
+    # in Microsoft's AzureDiagnostics column reference (the Kusto service flags it unknown).
+    cluster_column: ClassVar[str] = "_ResourceId"
     id_column: ClassVar[str] = "tostring(e.auditID)"
     project: ClassVar[str] = (
         "TimeGenerated, Category, auditID = tostring(e.auditID), stage = tostring(e.stage),"
         " verb = tostring(e.verb), user = tostring(e.user.username), sourceIPs = e.sourceIPs,"
-        " objectRef = e.objectRef, requestURI = tostring(e.requestURI), ResourceId"
+        " objectRef = e.objectRef, requestURI = tostring(e.requestURI), _ResourceId"
     )
 
     def keyword(self, value: SigmaString) -> str:

@@ -5,6 +5,7 @@ audit logs. Rules come from the same loader as ``audit analyze`` (built-in, ``--
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,12 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "aks": ("kql-aksaudit", "kql-azurediagnostics"),
     "gke": ("gke-logging", "gke-bigquery"),
 }
+
+
+# EKS: [A-Za-z0-9][A-Za-z0-9_-]{0,99}; AKS: letters, digits, '_' and '-'; GKE: lower-case
+# letters, digits and '-': one whitelist that admits all three and nothing a shell or a
+# query literal would read.
+_CLUSTER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class UnknownRuleError(InputError):
@@ -143,6 +150,12 @@ def plan_hunt(
 ) -> HuntPlan:
     if provider not in PROVIDERS:
         raise InputError(f"provider must be one of {', '.join(PROVIDERS)}")
+    if cluster is not None and not _CLUSTER.fullmatch(cluster):
+        # the name lands in queries and in the printed shell command (EKS log group)
+        raise InputError(
+            f"--cluster {cluster[:60]!r}: a cluster name is letters, digits, '-', '_' or '.'"
+            " (at most 100, starting with a letter or digit)"
+        )
     chosen = select(rules, rule_ids)
     ctx = QueryContext(
         since=parse_since(since, now or datetime.now(UTC)) if since else None,
