@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh --dev
 scripts/browser.sh install   # Debian chromium for the report's headless browser test
+# Microsoft's Kusto language service (pinned by its lockfile) checks the KQL of audit hunt
+npm ci --prefix tests/audit/hunt/kusto --ignore-scripts --no-audit --no-fund --loglevel=error
 
 if [[ -z ${PODMORTEM_NO_ENGINES:-} ]]; then
     scripts/engines.sh install
