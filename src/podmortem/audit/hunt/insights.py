@@ -181,9 +181,11 @@ class InsightsBackend(HuntBackend):
         keys = "".join(f", {g}" for g in agg.groups)
         lines = [
             f"filter @logStream like /^kube-apiserver-audit-/ and ({base.expr})",
-            f"| stats {measure} as n by bin({window}) as window_start{keys}",
+            # no `_` in the alias: a name with anything but letters, digits, `@` and `.`
+            # would need backticks wherever it is used
+            f"| stats {measure} as n by bin({window}) as windowStart{keys}",
             f"| filter n {agg.op} {agg.count}",
-            "| sort window_start asc",
+            "| sort windowStart asc",
         ]
         self.notes.append("count_distinct is approximate in Logs Insights for high cardinalities")
         return self._check("\n".join(lines))
