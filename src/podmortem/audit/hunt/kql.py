@@ -297,5 +297,15 @@ class AzureDiagnosticsBackend(_KqlBackend):
         " objectRef = e.objectRef, requestURI = tostring(e.requestURI), _ResourceId"
     )
 
+    def detection_query(self, tr: Translation, ctx: QueryContext) -> str:
+        # With both categories exported, a write is there twice (kube-audit-admin is a
+        # subset of kube-audit): keep one row per audit ID and stage, as the AKSAudit form does.
+        q = super().detection_query(tr, ctx)
+        return q.replace(
+            f"| project {self.project}",
+            "| summarize arg_max(TimeGenerated, *) by _auditID = tostring(e.auditID),"
+            f" _stage = tostring(e.stage)\n| project {self.project}",
+        )
+
     def keyword(self, value: SigmaString) -> str:
         return f"log_s matches regex {kql_regex('(?is)' + sigma_regex(value, anchored=False))}"
