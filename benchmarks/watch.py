@@ -15,11 +15,18 @@ Side by side, in one run:
             bare TLS HTTP server that discards the bodies. Target: at least 10,000 events/s.
             Wall time on this shared 2-core machine mostly measures the neighbours, so CPU
             seconds of the process are reported next to it.
-* peer      none runs here: Falco's k8saudit plugin is the nearest peer, but Falco ships as
-            binaries/packages from falco.org (not reachable: only PyPI, Debian and npm are)
-            and is not in Debian 12. Stated in the JSON, not hidden.
+* protect   Kubernetes-only protection (no cloud provider) of ``--pods`` pods, each on its
+            own node, against the fake API server of tests/cloud: podmortem as a response
+            runs it (case marks and autoscaler annotations, reads first, custody records),
+            the same again (nothing to patch), the floor (the four PATCH requests alone)
+            and kubectl label/annotate (four processes, what a responder types).
+* peer      for ingest and latency none runs here: Falco's k8saudit plugin is the nearest
+            peer, but Falco ships as binaries/packages from falco.org (not reachable: only
+            PyPI, Debian and npm are) and is not in Debian 12. Stated in the JSON, not
+            hidden. For protection: kubectl.
 
-Run: ``.venv/bin/python benchmarks/watch.py [--events N] [--pods 20] [--no-latency]``.
+Run: ``.venv/bin/python benchmarks/watch.py [--events N] [--pods 20] [--no-latency]
+[--no-ingest]``.
 Writes ``benchmarks/results/watch.json``.
 """
 
@@ -45,6 +52,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "watch"))
+sys.path.insert(1, str(REPO / "tests"))  # the fake Kubernetes API server of tests/cloud
 
 from burst import burst, event, lines  # noqa: E402
 
@@ -372,11 +380,90 @@ def latency(pods: int, tmp: Path) -> dict[str, Any]:
     }
 
 
+def protect(pods: int, tmp: Path) -> dict[str, Any]:
+    """Kubernetes-only protection of one pod and its node (no cloud provider), against the
+    fake API server of tests/cloud, one pod per node: podmortem as a response runs it
+    (clients built from the kubeconfig, target resolved, three steps, custody records),
+    again on a protected pod (nothing to patch), the floor (the same four PATCH requests
+    through the official client, nothing read, nothing recorded) and the peer (what a
+    responder types: kubectl label and annotate, pod and node, one process each)."""
+    from cloud.k8s_server import FakeKube, kube_clients, kubeconfig
+    from podmortem.case import Case
+    from podmortem.cloud.clients import kubernetes_steps
+    from podmortem.cloud.executor import Procedure
+    from podmortem.cloud.kubernetes import NODE_PROTECTION, POD_PROTECTION
+    from podmortem.watch.actions import LibraryActions
+
+    kube = FakeKube()
+    url = kube.start()
+    config = kubeconfig(tmp / "kubeconfig", url)
+    actions = LibraryActions(
+        lambda ref: None,  # type: ignore[arg-type,return-value]
+        options=None,  # type: ignore[arg-type]
+        procedure=lambda case: Procedure(None, kubernetes_steps(config), case=case),
+    )
+    core = kube_clients(url)[0]
+
+    def world(variant: str, i: int) -> tuple[str, str]:
+        pod, node = f"{variant}-{i}", f"node-{variant}-{i}"
+        kube.add_node(node, f"kind://docker/kind/{node}")
+        kube.add_pod("shop", pod, node, {"app": "web"})
+        return pod, node
+
+    times: dict[str, list[float]] = {"podmortem": [], "again": [], "floor": [], "kubectl": []}
+    writes: dict[str, int] = {}
+    try:
+        for i in range(pods):
+            pod, node = world("pm", i)
+            case = Case.init(tmp / f"case-{i}", case_id=f"BENCH-{i}", examiner="bench")
+            before = len(kube.writes())
+            t0 = time.perf_counter()
+            actions.preserve(case, "shop", pod)
+            times["podmortem"].append(time.perf_counter() - t0)
+            writes["podmortem"] = len(kube.writes()) - before
+            before = len(kube.writes())
+            t0 = time.perf_counter()
+            actions.preserve(Case.open(case.root), "shop", pod)
+            times["again"].append(time.perf_counter() - t0)
+            writes["again"] = len(kube.writes()) - before
+
+            pod, node = world("floor", i)
+            mark = {"labels": {"podmortem.io/case": "BENCH"}}
+            t0 = time.perf_counter()
+            core.patch_namespaced_pod(pod, "shop", {"metadata": mark})
+            core.patch_node(node, {"metadata": mark})
+            core.patch_node(node, {"metadata": {"annotations": NODE_PROTECTION}})
+            core.patch_namespaced_pod(pod, "shop", {"metadata": {"annotations": POD_PROTECTION}})
+            times["floor"].append(time.perf_counter() - t0)
+
+            pod, node = world("kubectl", i)
+            kc = ["kubectl", "--kubeconfig", str(config), "--cache-dir", str(tmp / "kcache")]
+            pod_ann = [f"{k}={v}" for k, v in POD_PROTECTION.items()]
+            node_ann = [f"{k}={v}" for k, v in NODE_PROTECTION.items()]
+            t0 = time.perf_counter()
+            for cmd in (
+                ["label", "--overwrite", "-n", "shop", f"pod/{pod}", "podmortem.io/case=BENCH"],
+                ["annotate", "--overwrite", "-n", "shop", f"pod/{pod}", *pod_ann],
+                ["label", "--overwrite", f"node/{node}", "podmortem.io/case=BENCH"],
+                ["annotate", "--overwrite", f"node/{node}", *node_ann],
+            ):
+                subprocess.run([*kc, *cmd], check=True, capture_output=True, timeout=60)
+            times["kubectl"].append(time.perf_counter() - t0)
+    finally:
+        kube.stop()
+    out: dict[str, Any] = {"pods": pods, "writes_per_pod": writes}
+    for k, v in times.items():
+        out[f"{k}_median_s"] = round(statistics.median(v), 4)
+        out[f"{k}_worst_s"] = round(max(v), 4)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--pods", type=int, default=20)
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--no-ingest", action="store_true", help="skip the ingest measurements")
     args = ap.parse_args()
     out: dict[str, Any] = {
         "machine": {
@@ -384,15 +471,19 @@ def main() -> None:
             "load": os.getloadavg(),
             "python": platform.python_version(),
         },
-        "peer": "none installable: Falco (k8saudit plugin) is distributed from falco.org only",
+        "peer": "ingest and latency: none installable (Falco's k8saudit plugin is distributed"
+        " from falco.org only); Kubernetes protection: kubectl label/annotate",
     }
     evs = burst(args.events, every_ms=1)
     with tempfile.TemporaryDirectory(prefix="pm-bench-watch-") as d:
         tmp = Path(d)
-        (tmp / "file").mkdir()
-        out["ingest_file"] = ingest_file(lines(evs), args.events, tmp / "file")
-        (tmp / "hook").mkdir()
-        out["ingest_webhook"] = ingest_webhook(evs, tmp / "hook")
+        if not args.no_ingest:
+            (tmp / "file").mkdir()
+            out["ingest_file"] = ingest_file(lines(evs), args.events, tmp / "file")
+            (tmp / "hook").mkdir()
+            out["ingest_webhook"] = ingest_webhook(evs, tmp / "hook")
+        (tmp / "protect").mkdir()
+        out["protect_kubernetes"] = protect(args.pods, tmp / "protect")
         if not args.no_latency:
             (tmp / "lat").mkdir()
             out["latency"] = latency(args.pods, tmp / "lat")
@@ -403,8 +494,40 @@ def main() -> None:
 
 
 def print_table(out: dict[str, Any]) -> None:
+    rows: list[tuple[str, Any, Any, str]] = []
+    if "ingest_file" in out:
+        rows += ingest_rows(out)
+    if "latency" in out:
+        la = out["latency"]
+        rows += [
+            (
+                "append -> sealed case, median s",
+                la["median_s"],
+                la["floor_acquire_only_median_s"],
+                "floor: acquire alone",
+            ),
+            ("append -> sealed case, worst s", la["worst_s"], "", f"of {la['pods']}"),
+        ]
+    pr = out["protect_kubernetes"]
+    rows += [
+        (
+            "k8s protection, median s",
+            pr["podmortem_median_s"],
+            pr["floor_median_s"],
+            f"floor: 4 bare PATCHes; kubectl: {pr['kubectl_median_s']} s",
+        ),
+        ("k8s protection again, median s", pr["again_median_s"], "", "nothing patched"),
+    ]
+    print(f"{'':34}{'podmortem':>12}{'floor':>12}")
+    for name, a, b, note in rows:
+        print(f"{name:34}{a:>12}{b:>12}  {note}")
+    print(f"peer: {out['peer']}")
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+def ingest_rows(out: dict[str, Any]) -> list[tuple[str, Any, Any, str]]:
     fi, wh = out["ingest_file"], out["ingest_webhook"]
-    rows = [
+    return [
         (
             "file ingest, events/s (wall)",
             fi["podmortem_events_per_s"],
@@ -420,22 +543,6 @@ def print_table(out: dict[str, Any]) -> None:
         ),
         ("webhook processed, events/s", wh["podmortem_processed_events_per_s"], "", ""),
     ]
-    if "latency" in out:
-        la = out["latency"]
-        rows += [
-            (
-                "append -> sealed case, median s",
-                la["median_s"],
-                la["floor_acquire_only_median_s"],
-                "floor: acquire alone",
-            ),
-            ("append -> sealed case, worst s", la["worst_s"], "", f"of {la['pods']}"),
-        ]
-    print(f"{'':34}{'podmortem':>12}{'floor':>12}")
-    for name, a, b, note in rows:
-        print(f"{name:34}{a:>12}{b:>12}  {note}")
-    print(f"peer: {out['peer']}")
-    print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
