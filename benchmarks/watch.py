@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO / "tests" / "watch"))
 sys.path.insert(1, str(REPO / "tests"))  # the fake Kubernetes API server of tests/cloud
 
 from burst import burst, event, lines  # noqa: E402
+from loopback_tls import tls_pair  # noqa: E402
 
 from podmortem.audit.analyze import load_rules  # noqa: E402
 from podmortem.findings import Severity  # noqa: E402
@@ -146,35 +147,6 @@ def ingest_file(data: bytes, n: int, tmp: Path) -> dict[str, Any]:
         "floor_read_and_parse_s": round(floor_parse, 3),
         "floor_read_and_parse_events_per_s": round(n / floor_parse),
     }
-
-
-def tls_pair(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def post_all(addr: tuple[str, int], cert: Path, bodies: list[bytes]) -> float:

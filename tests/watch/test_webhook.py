@@ -8,12 +8,12 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from burst import burst
+from loopback_tls import tls_pair
 
 from podmortem.errors import InputError
 from podmortem.watch.sources.webhook import Rejected, WebhookSource, events_of
@@ -23,33 +23,7 @@ TOKEN = "s3cret-token"  # noqa: S105 - a test token for a loopback server
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return tls_pair(tmp_path_factory.mktemp("tls"))
 
 
 def post(
