@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionOR
 from sigma.conversion.state import ConversionState
-from sigma.types import SigmaExists, SigmaNull, SigmaString
+from sigma.types import SigmaExists, SigmaNull, SigmaString, SpecialChars
 
 from podmortem.audit.hunt.backend import Aggregation, HuntBackend, QueryContext, Translation
 from podmortem.audit.hunt.fields import Ref, Segment
@@ -113,10 +113,20 @@ class InsightsBackend(HuntBackend):
     def str_match(self, ref: Ref, value: SigmaString, *, cased: bool) -> str:
         flags = "" if cased else "(?i)"
         regex = flags + sigma_regex(value, multi=r"[\s\S]*", single=r"[\s\S]")
+        if value.s and all(p == SpecialChars.WILDCARD_MULTI for p in value.s):
+            # `*` is any value of a field that is there (shorter than a guarded regex, and
+            # long queries hit Insights' 10,000-character limit)
+            return f"ispresent({self.field_name(ref)})"
         return f"{self.field_name(ref)} =~ {regex_literal(regex)}"
 
     def re_match(self, ref: Ref, regex: str) -> str:
-        return f"{self.field_name(ref)} =~ {regex_literal(regex)}"
+        return self._present(ref, f"{self.field_name(ref)} =~ {regex_literal(regex)}")
+
+    def _present(self, ref: Ref, test: str) -> str:
+        """``test`` only where the field is there: the documentation does not say how a
+        pattern that matches "" (``*``, a rule author's regex) treats a missing field, and
+        Sigma matches a value only where the field exists."""
+        return f"(ispresent({self.field_name(ref)}) and {test})"
 
     def num_eq(self, ref: Ref, n: int) -> str:
         return f"{self.field_name(ref)} = {n}"

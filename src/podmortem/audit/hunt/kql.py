@@ -117,7 +117,9 @@ class _KqlBackend(HuntBackend):
         else:
             flags = "(?s)" if cased else "(?is)"
             test = f"{self.text(ref)} matches regex {kql_regex(flags + sigma_regex(value))}"
-        if plain == "" or _matches_empty(value):
+        if value.s and _matches_empty(value):
+            return self.present(ref)  # `*`: any value of a field that is there
+        if plain == "":
             return f"({self.present(ref)} and {test})"
         return test
 
