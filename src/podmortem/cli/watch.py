@@ -156,7 +156,12 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
     ] = "k8s://{namespace}/{pod}",
     budget: Annotated[float, typer.Option("--budget", min=1.0, help="Acquisition seconds.")] = 30.0,
     provider: Annotated[
-        str | None, typer.Option("--provider", help="eks | aks | gke: cloud protection steps.")
+        str | None,
+        typer.Option(
+            "--provider",
+            help="eks | aks | gke: add the cloud's protection steps (without it: the"
+            " Kubernetes steps alone).",
+        ),
     ] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name.")] = None,
     listen: Annotated[
@@ -192,7 +197,12 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
         str | None, typer.Option("--docker-host", envvar="DOCKER_HOST", help="Docker API.")
     ] = None,
     kubeconfig: Annotated[
-        str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file.")
+        str | None,
+        typer.Option(
+            "--kubeconfig",
+            envvar="KUBECONFIG",
+            help="kubeconfig file (in a pod: the service account unless given).",
+        ),
     ] = None,
 ) -> None:
     """Watch audit logs as they are written, run the audit rules incrementally, and on a

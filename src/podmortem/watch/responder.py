@@ -1,6 +1,7 @@
 """From a finding that names a pod to sealed evidence: open a case, acquire the pod (the
-``acquire`` library, volatile tiers first), protect it from autoscalers and the cloud, and
-with ``acquire+contain`` isolate it; every step in the case's custody log.
+``acquire`` library, volatile tiers first), protect it from autoscalers (through the
+Kubernetes API, and the cloud's API with a provider), and with ``acquire+contain`` isolate
+it; every step in the case's custody log.
 
 A noisy rule must not storm the cluster: at most ``max_responses`` per ``rate_window``
 (wall clock) and one response per pod per ``cooldown``; the rest are recorded as
@@ -149,7 +150,12 @@ class Responder:
 
     @staticmethod
     def plan(mode: Mode) -> list[str]:
-        steps = ["open a case", "acquire the pod (volatile tiers first)", "protect it (preserve)"]
+        steps = [
+            "open a case",
+            "acquire the pod (volatile tiers first)",
+            "protect it and its node (preserve: case marks, autoscaler annotations,"
+            " cloud protection with --provider)",
+        ]
         return steps + (["isolate it (contain)"] if mode == "acquire+contain" else [])
 
     # -------------------------------------------------------------- carry out
