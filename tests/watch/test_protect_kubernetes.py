@@ -21,6 +21,7 @@ from podmortem.case.custody import read_lines
 from podmortem.cloud.executor import STEP_ACTION, Procedure
 from podmortem.cloud.kubernetes import KubernetesContainment
 from podmortem.cloud.labels import k8s_label_value
+from podmortem.errors import CapabilityUnavailable, InputError
 from podmortem.findings import Severity
 from podmortem.watch.actions import LibraryActions
 from podmortem.watch.jsonlog import JsonLog
@@ -184,3 +185,41 @@ def test_vanished_pod_is_recorded_not_fatal(tmp_path: Path, kube: FakeKube) -> N
     recs = _records(Path(resp["case"]))
     assert [r["action"] for r in recs if r["action"] == "cloud_target_resolved"]
     assert kube.writes() == []
+
+
+def test_hostile_pod_name_reaches_no_api(tmp_path: Path, kube: FakeKube) -> None:
+    """The pod's names come from the audit log: anything but Kubernetes names is refused
+    before a client is built or a request is sent, and the refusal is recorded."""
+    built: list[Case] = []
+
+    def procedure(case: Case) -> Procedure:
+        built.append(case)
+        return Procedure(None, KubernetesContainment(*kube_clients(kube.url)), case=case)  # type: ignore[attr-defined]
+
+    actions = MarkerAcquire(
+        lambda ref: None,  # type: ignore[arg-type,return-value]
+        options=None,  # type: ignore[arg-type]
+        procedure=procedure,
+    )
+    case = Case.init(tmp_path / "c", case_id="c", examiner="t")
+    with pytest.raises(InputError, match="expected k8s://NAMESPACE/POD"):
+        actions.preserve(case, "shop", "../../nodes/worker-1")
+    assert built == [] and kube.requests == []
+
+
+def test_protection_is_built_when_there_is_a_cluster(tmp_path: Path) -> None:
+    from podmortem.cli.watch import _protection, _provider
+    from podmortem.cloud.clients import CloudConfig
+
+    none = CloudConfig()
+    assert _protection(None, none, None, "docker://{pod}") is None
+    assert _protection(None, none, None, "k8s://{namespace}/{pod}") is not None
+    assert _protection(None, none, str(tmp_path / "kc"), "docker://{pod}") is not None
+    assert _provider("eks") == "eks" and _provider(None) is None
+    with pytest.raises(InputError, match="--provider is one of"):
+        _provider("openstack")
+    # Without any usable configuration the response's preserve step fails, recorded.
+    build = _protection(None, none, str(tmp_path / "missing"), "docker://{pod}")
+    assert build is not None
+    with pytest.raises(CapabilityUnavailable, match="no usable Kubernetes configuration"):
+        build(Case.init(tmp_path / "c", case_id="c", examiner="t"))

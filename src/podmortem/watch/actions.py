@@ -81,6 +81,8 @@ class LibraryActions:
                 {"phase": phase, "pod": f"{namespace}/{pod}", "reason": NO_PROTECTION},
             )
             return []
+        # The names come from an audit event (hostile input): Kubernetes names or nothing.
+        parse_target(f"k8s://{namespace}/{pod}")
         proc = self.procedure(case)
         target = Target(
             provider=self.provider or KUBERNETES, cluster=self.cluster, pod=f"{namespace}/{pod}"
