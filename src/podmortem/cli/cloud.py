@@ -168,16 +168,12 @@ def _kube(opts: Options) -> StepSet | None:
 
 
 def _cloud(provider: ProviderName, opts: Options) -> Any:
+    from dataclasses import fields
+
     from podmortem.cloud.clients import CloudConfig, provider_steps
 
-    config = CloudConfig(
-        region=opts.region,
-        profile=opts.profile,
-        subscription=opts.subscription,
-        resource_group=opts.resource_group,
-        project=opts.project,
-        location=opts.location,
-    )
+    # The flags of PROVIDER_CONFIG are named as CloudConfig's fields.
+    config = CloudConfig(**{f.name: getattr(opts, f.name) for f in fields(CloudConfig)})
     return provider_steps(provider.value, config)
 
 

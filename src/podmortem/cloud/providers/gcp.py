@@ -145,6 +145,13 @@ class GkeSteps:
             instance=target.instance,
         )
 
+    def _exists(self, calls: CallLog, method: str, fn: Any, **params: Any) -> bool:
+        """Whether the project's global Compute resource exists (a 404 says it does not)."""
+        found = calls.find(
+            "compute", method, fn, missing=_not_found, project=self.project, **params
+        )
+        return found is not None
+
     def _where(self, ctx: StepContext) -> dict[str, Any]:
         return {"project": self.project, "zone": ctx.target.zone}
 
@@ -279,15 +286,7 @@ class GkeSteps:
             disk = _last(src)
             zone = _zone(src, ctx.target.zone)
             snap = self._snapshot_name(ctx, disk)
-            found = ctx.calls.find(
-                "compute",
-                "snapshots.get",
-                self.c.snapshots.get,
-                missing=_not_found,
-                project=self.project,
-                snapshot=snap,
-            )
-            if found is None:
+            if not self._exists(ctx.calls, "snapshots.get", self.c.snapshots.get, snapshot=snap):
                 missing.append((disk, str(zone), snap))
         if not missing:
             return Outcome(Status.UNCHANGED, f"{len(disks)} disk(s) already snapshotted")
@@ -381,15 +380,9 @@ class GkeSteps:
         rules = self._rules(ctx, tag)
         missing = []
         for rule in rules:
-            found = ctx.calls.find(
-                "compute",
-                "firewalls.get",
-                self.c.firewalls.get,
-                missing=_not_found,
-                project=self.project,
-                firewall=rule["name"],
-            )
-            if found is None:
+            if not self._exists(
+                ctx.calls, "firewalls.get", self.c.firewalls.get, firewall=rule["name"]
+            ):
                 missing.append(rule)
         inst = self._instance(ctx.calls, ctx.target)
         tags, fingerprint = _tags(inst)
