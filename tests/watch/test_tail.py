@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from podmortem.watch.sources.tail import TailSource
+
+Position = dict[str, Any]
 
 
 def drain(src: TailSource, max_bytes: int = 1 << 16) -> tuple[list[bytes], list[str]]:
@@ -19,6 +22,23 @@ def drain(src: TailSource, max_bytes: int = 1 << 16) -> tuple[list[bytes], list[
         lines += [x for x in c.data.split(b"\n") if x]
         notes += [n["event"] for n in c.notes]
     return lines, notes
+
+
+def stopped_after_first_chunk(f: Path, content: bytes) -> Position:
+    """Write ``content``, read one chunk and stop: the position a restart resumes from."""
+    f.write_bytes(content)
+    src = TailSource(f)
+    c = src.poll(1 << 16)
+    assert c is not None
+    src.close()
+    return c.position
+
+
+def resumed(f: Path, position: Position) -> tuple[list[bytes], list[str]]:
+    """A new source over ``f`` (a restart) from ``position``, drained."""
+    again = TailSource(f)
+    again.seek(position)
+    return drain(again)
 
 
 def test_partial_line_waits_until_complete(tmp_path: Path) -> None:
@@ -47,52 +67,33 @@ def test_rotation_reads_old_file_to_its_end_then_the_new_one(tmp_path: Path) -> 
 
 def test_rotation_while_stopped_resumes_in_the_rotated_file(tmp_path: Path) -> None:
     f = tmp_path / "audit.log"
-    f.write_bytes(b"1\n2\n")
-    src = TailSource(f)
-    c = src.poll(1 << 16)
-    assert c is not None
-    pos = c.position
-    src.close()
+    pos = stopped_after_first_chunk(f, b"1\n2\n")
     with f.open("ab") as fh:
         fh.write(b"3\n")
     os.rename(f, tmp_path / "audit-1.log")
     f.write_bytes(b"4\n")
-    again = TailSource(f)
-    again.seek(pos)
-    lines, notes = drain(again)
+    lines, notes = resumed(f, pos)
     assert lines == [b"3", b"4"]
     assert "resumed-in-rotated-file" in notes
 
 
 def test_rotated_away_and_gone_is_reported(tmp_path: Path) -> None:
     f = tmp_path / "audit.log"
-    f.write_bytes(b"1\n")
-    src = TailSource(f)
-    c = src.poll(1 << 16)
-    assert c is not None
-    src.close()
+    pos = stopped_after_first_chunk(f, b"1\n")
     (tmp_path / "new").write_bytes(b"9\n")  # created while the old one exists: a new inode
     f.unlink()
     os.rename(tmp_path / "new", f)
-    again = TailSource(f)
-    again.seek(c.position)
-    lines, notes = drain(again)
+    lines, notes = resumed(f, pos)
     assert lines == [b"9"]
     assert "position-file-gone" in notes
 
 
 def test_inode_reused_by_a_new_file_is_caught_by_the_head_fingerprint(tmp_path: Path) -> None:
     f = tmp_path / "audit.log"
-    f.write_bytes(b"first-1\nfirst-2\n")
-    src = TailSource(f)
-    c = src.poll(1 << 16)
-    assert c is not None
-    src.close()
+    pos = stopped_after_first_chunk(f, b"first-1\nfirst-2\n")
     f.unlink()
     f.write_bytes(b"second-1\nsecond-2\nsecond-3\n")  # the filesystem may reuse the inode
-    again = TailSource(f)
-    again.seek(c.position)
-    lines, _ = drain(again)
+    lines, _ = resumed(f, pos)
     assert lines == [b"second-1", b"second-2", b"second-3"]
 
 
