@@ -21,7 +21,7 @@ from spark_support import spark  # noqa: F401 - the session fixture
 from podmortem.audit.model import COLUMNS, TABLE
 from podmortem.audit.ruleset import RuleSet, builtin_rules_dir, load_builtin, load_dir
 from podmortem.audit.sources import load
-from podmortem.audit.spark.engine import _hits, spark_predicates
+from podmortem.audit.spark.engine import matched_events, spark_predicates
 from podmortem.audit.spark.read import EVENT_DDL, FI, ORD
 
 pytestmark = pytest.mark.spark
@@ -151,11 +151,12 @@ def test_every_rule_matches_the_same_rows_in_both_dialects(spark: Any) -> None: 
     compiled = spark_predicates(detections)
     failed = [(detections[i].path, why) for i, sql, why in compiled if sql is None]
     assert failed == []
-    hits = _hits(spark, [(i, sql) for i, sql, _ in compiled if sql is not None])
+    matched = matched_events(spark, [(i, sql) for i, sql, _ in compiled if sql is not None])
     on_spark: dict[int, set[int]] = {i: set() for i in duck}
-    for row in hits.collect():
-        on_spark[int(row["r"])].add(int(row[ORD]))
-    hits.unpersist()
+    for row in matched.select("rs", ORD).collect():
+        for r in row["rs"]:
+            on_spark[int(r)].add(int(row[ORD]))
+    matched.unpersist()
     differ = {
         detections[i].rule_id: (sorted(duck[i] - on_spark[i]), sorted(on_spark[i] - duck[i]))
         for i in duck

@@ -163,8 +163,11 @@ def _read_file(
                 read_one(InputFile(name=name, path=src), con, TABLE, stager, tally, keep_raw, True)
             finally:
                 stager.close()
+            # Without raw (no rule reads it) the original record is not shipped at all.
             cols = ", ".join(
-                f'CAST("{c}" AS VARCHAR) AS "{c}"' if t == "JSON" else f'"{c}"'
+                f'CAST(NULL AS VARCHAR) AS "{c}"'
+                if c == "raw" and not keep_raw
+                else (f'CAST("{c}" AS VARCHAR) AS "{c}"' if t == "JSON" else f'"{c}"')
                 for c, t, _ in COLUMNS
             )
             reader = con.sql(

@@ -25,8 +25,6 @@ RESULT_SETTINGS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.ansi.enabled": "false",
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
-    # One file per Arrow batch into the readers (a batch holds whole files' bytes).
-    "spark.sql.execution.arrow.maxRecordsPerBatch": "1",
 }
 
 
