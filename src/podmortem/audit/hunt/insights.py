@@ -18,7 +18,7 @@ import re
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionOR
+from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
 from sigma.conversion.state import ConversionState
 from sigma.types import SigmaExists, SigmaNull, SigmaString, SpecialChars
 
@@ -67,7 +67,12 @@ class InsightsBackend(HuntBackend):
     or_token: ClassVar[str] = "or"
     and_token: ClassVar[str] = "and"
     not_token: ClassVar[str] = "not"
-    not_template: ClassVar[str] = "not {expr}"
+    # The syntax reference does not state how `not` binds against a comparison: the operand
+    # is always parenthesised, so `not (stage =~ /x/)` reads the same under any precedence.
+    not_template: ClassVar[str] = "not ({expr})"
+
+    def convert_condition_not(self, cond: ConditionNOT, state: ConversionState) -> Any:
+        return self.not_template.format(expr=self.convert_condition(cond.args[0], state))
 
     def field_name(self, ref: Ref) -> str:
         if ref.kind == "whole":
@@ -100,9 +105,7 @@ class InsightsBackend(HuntBackend):
             node = ConditionOR(list[Any](exists))
             for e in exists:
                 e.parent = node
-            return self.not_template.format(
-                expr="(" + str(self.convert_condition(node, state)) + ")"
-            )
+            return self.not_template.format(expr=self.convert_condition(node, state))
         conds = [self.element_condition(cond, r) for r in leaves]
         node = ConditionOR(list[Any](conds))
         node.parent = cond.parent
