@@ -151,5 +151,49 @@ def sink_row(event: dict[str, Any], insert_id: str, cluster: str = "prod") -> tu
     )
 
 
+def log_entry(event: dict[str, Any], insert_id: str, cluster: str = "prod") -> dict[str, Any]:
+    """The same Event as the LogEntry that ``gcloud logging read`` returns for it (the shape
+    of notes/audit-formats.md): method and resource names, gRPC status (absent on success:
+    proto3 JSON omits a zero code), the exec command and authorization decision as labels,
+    the body as protoPayload.request."""
+    import json
+    from urllib.parse import parse_qsl, urlsplit
+
+    code = (event.get("responseStatus") or {}).get("code")
+    grpc = _HTTP_TO_GRPC.get(int(code)) if code is not None else None
+    verb = event.get("verb") or ""
+    log = "data_access" if verb in ("get", "list", "watch") else "activity"
+    labels = {}
+    decision = (event.get("annotations") or {}).get("authorization.k8s.io/decision")
+    if decision is not None:
+        labels["authorization.k8s.io/decision"] = decision
+    uri = event.get("requestURI") or ""
+    cmd = [v for k, v in parse_qsl(urlsplit(uri).query) if k == "command"]
+    if cmd:
+        labels["command.gke.io/command"] = json.dumps(cmd)
+    payload: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "serviceName": "k8s.io",
+        "methodName": method_name(event),
+        "resourceName": resource_name(event),
+        "authenticationInfo": {"principalEmail": (event.get("user") or {}).get("username")},
+        "requestMetadata": {
+            "callerIp": (event.get("sourceIPs") or [None])[0],
+            "callerSuppliedUserAgent": event.get("userAgent"),
+        },
+        "status": {"code": grpc} if grpc else {},
+    }
+    if event.get("requestObject") is not None:
+        payload["request"] = event["requestObject"]
+    return {
+        "insertId": insert_id,
+        "logName": f"projects/p/logs/cloudaudit.googleapis.com%2F{log}",
+        "resource": {"type": "k8s_cluster", "labels": {"cluster_name": cluster}},
+        "timestamp": str(event.get("stageTimestamp")),
+        "protoPayload": payload,
+        "labels": labels,
+    }
+
+
 def insert(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
     con.executemany("INSERT INTO sink VALUES (?, ?, ?, ?, ?)", rows)

@@ -10,14 +10,12 @@ documentation run here, not Google's service.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import yaml
-from bq_duckdb import method_name, resource_name
+from bq_duckdb import log_entry
 from hunt_cases import (
     GKE_BLIND,
     NOW,
@@ -43,7 +41,6 @@ from logging_filter import (
 from podmortem.audit.hunt import plan_hunt
 
 TARGET = "gke-logging"
-_HTTP_TO_GRPC = {200: 0, 201: 0, 101: 0, 400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13}
 
 # Examples from the "Logging query language" documentation, with the tree each must give.
 DOC_EXAMPLES = [
@@ -172,48 +169,6 @@ def test_sigmahq_filters_parse() -> None:
 
 
 # ------------------------------------------------------------------ executed over examples
-
-
-def log_entry(event: dict[str, Any], insert_id: str, cluster: str = "prod") -> dict[str, Any]:
-    """A native Event as the LogEntry GKE writes for it (notes/audit-formats.md): method and
-    resource names, gRPC status (absent on success: proto3 JSON omits a zero code), the
-    exec command and authorization decision as labels, the body as protoPayload.request."""
-    ref = event.get("objectRef") or {}
-    code = (event.get("responseStatus") or {}).get("code")
-    grpc = _HTTP_TO_GRPC.get(int(code)) if code is not None else None
-    verb = event.get("verb") or ""
-    log = "data_access" if verb in ("get", "list", "watch") else "activity"
-    labels = {}
-    decision = (event.get("annotations") or {}).get("authorization.k8s.io/decision")
-    if decision is not None:
-        labels["authorization.k8s.io/decision"] = decision
-    uri = event.get("requestURI") or ""
-    cmd = [v for k, v in parse_qsl(urlsplit(uri).query) if k == "command"]
-    if cmd:
-        labels["command.gke.io/command"] = json.dumps(cmd)
-    payload: dict[str, Any] = {
-        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
-        "serviceName": "k8s.io",
-        "methodName": method_name(event),
-        "resourceName": resource_name(event),
-        "authenticationInfo": {"principalEmail": (event.get("user") or {}).get("username")},
-        "requestMetadata": {
-            "callerIp": (event.get("sourceIPs") or [None])[0],
-            "callerSuppliedUserAgent": event.get("userAgent"),
-        },
-        "status": {"code": grpc} if grpc else {},
-    }
-    if event.get("requestObject") is not None:
-        payload["request"] = event["requestObject"]
-    del ref
-    return {
-        "insertId": insert_id,
-        "logName": f"projects/p/logs/cloudaudit.googleapis.com%2F{log}",
-        "resource": {"type": "k8s_cluster", "labels": {"cluster_name": cluster}},
-        "timestamp": str(event.get("stageTimestamp")),
-        "protoPayload": payload,
-        "labels": labels,
-    }
 
 
 def _examples(path: str) -> dict[str, tuple[dict[str, Any], bool]]:

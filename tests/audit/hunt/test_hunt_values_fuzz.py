@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bq_duckdb import connect, insert, run, sink_row
+from bq_duckdb import connect, insert, log_entry, run, sink_row
 from insights_query import parse as insights_parse
 from insights_query import run as insights_run
 from kusto_check import diagnostics
 from logging_filter import evaluate
 from logging_filter import parse as logging_parse
-from test_hunt_cloudlogging import log_entry
 
 from podmortem.audit.hunt import load_rules, plan_hunt
 
