@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from bq_duckdb import connect, insert, run, sink_row
 
 from podmortem.audit.hunt import load_rules, plan_hunt
+from podmortem.errors import InputError
 
 HOSTILE_RULE = """title: hostile
 id: 0b5c5f8e-0000-4000-8000-000000000001
@@ -120,3 +122,29 @@ def test_hostile_values_stay_values(tmp_path: Path) -> None:
     insert(con, [sink_row({**base, "user": {"username": u}}, str(i)) for i, u in enumerate(users)])
     got = sorted(int(r[1]) for r in run(con, bq))
     assert got == [0, 1, 2, 3, 4]
+
+
+def test_cluster_name_is_refused_unless_a_plain_name() -> None:
+    """--cluster is printed into the EKS shell command and into every language's literal."""
+    for bad in ("x; rm -rf /", "a b", "$(id)", "prod\nAND 1", "-x", "x" * 101, ""):
+        with pytest.raises(InputError, match="--cluster"):
+            plan_hunt("eks", load_rules(), cluster=bad)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from podmortem.cli.main import run; run()",
+            "audit",
+            "hunt",
+            "eks",
+            "--cluster",
+            "x;id",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "--cluster" in proc.stderr and "Traceback" not in proc.stderr
+    plan = plan_hunt("eks", load_rules(), rule_ids=["k8s_secret_read"], cluster="prod_1.a-b")
+    assert plan.cluster == "prod_1.a-b"
