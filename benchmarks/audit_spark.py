@@ -49,14 +49,45 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _children_rss_mb() -> float:
-    # The JVM and Spark's Python workers are children of the measuring process.
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+def _descendants() -> list[int]:
+    """Live descendants of this process (Spark's JVM and its Python workers are; getrusage
+    counts children only once they have exited, and the JVM is still running)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, frontier = [], [os.getpid()]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        frontier += kids
+    return out
+
+
+def _tree() -> tuple[float, float]:
+    """(CPU seconds, summed peak RSS in MB) of the live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = rss = 0.0
+    for pid in _descendants():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    rss += int(line.split()[1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            continue
+    return cpu, rss
 
 
 def _cpu() -> float:
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime + _tree()[0]
 
 
 def _files(data: Path) -> list[Path]:
@@ -179,7 +210,7 @@ def main() -> None:
         doc = MEASURES[args.measure](data=args.data, master=args.master, out=args.out)
         doc["cpu_seconds"] = round(_cpu() - c0, 2)
         doc["rss_mb"] = round(_rss_mb(), 1)
-        doc["children_rss_mb"] = round(_children_rss_mb(), 1)
+        doc["children_rss_mb"] = round(_tree()[1], 1)  # JVM + workers, summed peaks
         print(json.dumps(doc))
         return
 
@@ -225,7 +256,7 @@ def main() -> None:
             continue
         secs = float(r["seconds"])
         rate = f"{events / secs:10.0f}" if secs > 0 else f"{'-':>10}"
-        rss = max(float(r.get("rss_mb", 0)), float(r.get("children_rss_mb", 0)))
+        rss = float(r.get("rss_mb", 0)) + float(r.get("children_rss_mb", 0))
         notes = []
         if "jvm_start" in r:
             notes.append(f"+{r['jvm_start']:.1f}s JVM start")

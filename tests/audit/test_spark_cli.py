@@ -87,8 +87,11 @@ def test_cli_spark_engine_json_document(tmp_path: Path) -> None:
 
 def test_export_parquet_partitions_by_cluster_and_day_and_reads_back(tmp_path: Path) -> None:
     out = tmp_path / "pq"
-    res = _cli("audit", "export-parquet", str(FIXTURES), "--out", str(out))
+    doc = tmp_path / "export.json"
+    res = _cli("audit", "export-parquet", str(FIXTURES), "--out", str(out), "--json", str(doc))
     assert res.returncode == 0, res.stderr
+    read = json.loads(doc.read_text())
+    assert read["caveats"] and read["parquet_files"]  # the fixtures hold malformed lines
     parts = {p.parent.relative_to(out).as_posix() for p in out.rglob("*.parquet")}
     assert parts and all(p.startswith("cluster=") and "/day=" in p for p in parts)
     assert any("cluster=__HIVE_DEFAULT_PARTITION__" in p for p in parts)  # native: no cluster
@@ -127,3 +130,21 @@ def test_spark_reads_the_parquet_dataset_as_the_embedded_engine_does(
     on_spark = analyze_spark([str(out)], spark=spark)
     assert embedded.events_read > 1000
     assert_identical(embedded, on_spark)
+
+
+@pytest.mark.spark
+def test_a_parquet_dataset_behind_a_url_is_recognised_by_content(
+    spark: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "pq"
+    assert (
+        _cli("audit", "export-parquet", str(FIXTURES / "sources"), "--out", str(out)).returncode
+        == 0
+    )
+    embedded = analyze([str(out)], reconstruction=False)
+    on_spark = analyze_spark(["file://" + str(out)], spark=spark)
+    assert on_spark.events_read == embedded.events_read > 0
+    assert not [c for c in on_spark.caveats if c.kind == "unrecognised-file"]
+    a = sorted((f.rule_id, f.evidence, f.severity, f.subject) for f in embedded.findings)
+    assert a == sorted((f.rule_id, f.evidence, f.severity, f.subject) for f in on_spark.findings)

@@ -220,6 +220,14 @@ def export_parquet_cmd(
     out: Annotated[
         Path, typer.Option("--out", help="Output folder (new or empty): cluster=.../day=.../")
     ],
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Write what was read (files, counts, skips, caveats) as JSON to this file:"
+            " the readers' caveats about the original files are not in the Parquet.",
+        ),
+    ] = None,
 ) -> None:
     """Write the normalized events as Parquet partitioned by cluster and day, the form both
     engines (`audit analyze OUT`, `--engine spark`) read fastest."""
@@ -234,12 +242,21 @@ def export_parquet_cmd(
     finally:
         con.close()
         tmp.cleanup()
+    if json_out is not None:
+        doc = {**loaded.to_dict(), "parquet_files": result.files}
+        json_out.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     console.print(
         f"[bold]{result.events}[/] events from {len(loaded.files)} file(s) written to"
         f" {for_terminal(out)} as {len(result.files)} Parquet file(s)"
     )
-    if loaded.caveats:
-        console.print(f"  {len(loaded.caveats)} caveat(s) while reading (see audit analyze)")
+    for c in loaded.caveats[:TOP_CAVEATS]:
+        where = c.provenance.artifact if c.provenance and c.provenance.artifact else ""
+        console.print(
+            f"  [yellow]{for_terminal(c.kind)}[/] {for_terminal(c.message, 300)}"
+            + (f" ({for_terminal(where, 200)})" if where else "")
+        )
+    if len(loaded.caveats) > TOP_CAVEATS:
+        console.print(f"  ... {len(loaded.caveats) - TOP_CAVEATS} more caveat(s) (see --json)")
 
 
 def hunt_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option

@@ -132,6 +132,7 @@ def _read_file(
     import pyarrow as pa
 
     from podmortem.audit.model import create_table
+    from podmortem.audit.parquet import CLUSTER, SEQ, is_parquet
     from podmortem.audit.sources.inputs import InputFile
 
     # The loader's per-file step (the embedded load() runs it for each file in turn).
@@ -140,6 +141,7 @@ def _read_file(
 
     schema = arrow_schema()
     tally = Tally()
+    content_was_given = content is not None
     with tempfile.TemporaryDirectory(prefix="podmortem-spark-") as tmp:
         scratch = Path(tmp)
         if content is not None:
@@ -157,12 +159,6 @@ def _read_file(
             con.execute(f"SET memory_limit = '{memory_limit}'")
             con.execute("SET threads = 1")  # one Spark task is one core
             con.execute("SET enable_progress_bar = false")
-            create_table(con, TABLE)
-            stager = Stager(con, TABLE, scratch, tally)
-            try:
-                read_one(InputFile(name=name, path=src), con, TABLE, stager, tally, keep_raw, True)
-            finally:
-                stager.close()
             # Without raw (no rule reads it) the original record is not shipped at all.
             cols = ", ".join(
                 f'CAST(NULL AS VARCHAR) AS "{c}"'
@@ -170,10 +166,28 @@ def _read_file(
                 else (f'CAST("{c}" AS VARCHAR) AS "{c}"' if t == "JSON" else f'"{c}"')
                 for c, t, _ in COLUMNS
             )
-            reader = con.sql(
-                f"SELECT {cols}, CAST({int(fi)} AS BIGINT) AS {FI}, rowid AS {ORD},"  # noqa: S608 - our own identifiers, an int
-                f' CAST(NULL AS VARCHAR) AS {META} FROM "{TABLE}" ORDER BY rowid'
-            ).to_arrow_reader(8192)
+            if content_was_given and is_parquet(src):
+                # An object of a dataset written by `audit export-parquet` (recognised from
+                # its content): its rows are normalized events already.
+                pq_cols = cols.replace('"cluster"', f'"{CLUSTER}" AS "cluster"', 1)
+                reader = con.sql(
+                    f"SELECT {pq_cols}, CAST({int(fi)} AS BIGINT) AS {FI}, {SEQ} AS {ORD},"  # noqa: S608 - our own identifiers, an int
+                    f" CAST(NULL AS VARCHAR) AS {META} FROM read_parquet(?) ORDER BY {SEQ}",
+                    params=[str(src)],
+                ).to_arrow_reader(8192)
+            else:
+                create_table(con, TABLE)
+                stager = Stager(con, TABLE, scratch, tally)
+                try:
+                    read_one(
+                        InputFile(name=name, path=src), con, TABLE, stager, tally, keep_raw, True
+                    )
+                finally:
+                    stager.close()
+                reader = con.sql(
+                    f"SELECT {cols}, CAST({int(fi)} AS BIGINT) AS {FI}, rowid AS {ORD},"  # noqa: S608 - our own identifiers, an int
+                    f' CAST(NULL AS VARCHAR) AS {META} FROM "{TABLE}" ORDER BY rowid'
+                ).to_arrow_reader(8192)
             for b in reader:
                 yield pa.Table.from_batches([b]).cast(schema).to_batches()[0]
         finally:
@@ -239,6 +253,8 @@ class Staged:
     frame: DataFrame  # STAGED_DDL rows; META rows carry the accounting
     files: list[str]
     too_large: list[tuple[str, int]]
+    # Only Parquet datasets: nothing for the readers to do, no staging write needed.
+    columnar_only: bool = False
 
 
 def stage(
@@ -299,7 +315,7 @@ def stage(
             )
             frames.append(content.mapInArrow(body, STAGED_DDL))
     for fi, ds, _ in inp.parquet:
-        frames.append(_parquet_frame(spark, ds, fi))
+        frames.append(_parquet_frame(spark, ds, fi, keep_raw=keep_raw))
     if not frames:
         raise InputError("no input files found")
     frame = frames[0]
@@ -307,10 +323,11 @@ def stage(
         frame = frame.unionByName(f)
     files = [f for _, _, found in inp.parquet for f in found]
     files += [names[k] for k in sorted(names)]
-    return Staged(frame=frame, files=files, too_large=too_large)
+    only = bool(inp.parquet) and not inp.local and not inp.urls
+    return Staged(frame=frame, files=files, too_large=too_large, columnar_only=only)
 
 
-def _parquet_frame(spark: SparkSession, path: str, fi: int) -> DataFrame:
+def _parquet_frame(spark: SparkSession, path: str, fi: int, *, keep_raw: bool) -> DataFrame:
     from pyspark.sql import functions as F  # noqa: N812
 
     from podmortem.audit.parquet import CLUSTER, SEQ
@@ -318,7 +335,11 @@ def _parquet_frame(spark: SparkSession, path: str, fi: int) -> DataFrame:
     # Partition folders are layout only: the exact cluster name is in each row.
     df = spark.read.option("recursiveFileLookup", "true").parquet(path)
     cols = [
-        F.col(f"`{CLUSTER if c == 'cluster' else c}`").cast(_SPARK_TYPES[t]).alias(c)
+        (
+            F.lit(None).cast("string").alias(c)
+            if c == "raw" and not keep_raw
+            else F.col(f"`{CLUSTER if c == 'cluster' else c}`").cast(_SPARK_TYPES[t]).alias(c)
+        )
         for c, t, _ in COLUMNS
     ]
     return df.select(
