@@ -1,9 +1,9 @@
 """Rule values stay values in every language: 80 random strings over an alphabet of quote,
 escape, wildcard, regex, comment and control characters (and non-ASCII ones) become rules;
-each printed query must parse (Kusto service, the Cloud Logging and Insights parsers), and where
-a query can be executed here (BigQuery in DuckDB, the Cloud Logging and Insights evaluators)
-it must select the value itself and its case-flipped form (Sigma compares without case) and
-nothing else: not the value with a character more, nor with one less.
+each printed query must parse (Kusto service, the Cloud Logging and Insights parsers), and
+executed here (BigQuery in DuckDB; the KQL, Cloud Logging and Insights evaluators) it must
+select the value itself and its case-flipped form (Sigma compares without case) and nothing
+else: not the value with a character more, nor with one less.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import yaml
 from bq_duckdb import connect, insert, log_entry, run, sink_row
 from insights_query import parse as insights_parse
 from insights_query import run as insights_run
+from kql_eval import run_query
 from kusto_check import diagnostics
 from logging_filter import evaluate
 from logging_filter import parse as logging_parse
@@ -99,8 +100,12 @@ def test_values_stay_values(tmp_path: Path) -> None:
                 events = {u: {**BASE, "user": {"username": u}} for u in _cases(v)}
                 if q.target.startswith("kql"):
                     kql[f"{q.target}/{h.rule.rule_id}"] = q.query
-                    continue
-                if q.target == "insights":
+                    got = {
+                        u
+                        for i, (u, e) in enumerate(events.items())
+                        if run_query(q.query, [{**e, "auditID": str(i)}])
+                    }
+                elif q.target == "insights":
                     cmds = insights_parse(q.query)
                     got = {
                         u
@@ -118,7 +123,7 @@ def test_values_stay_values(tmp_path: Path) -> None:
                 want = {u for u, hit in _cases(v).items() if hit}
                 assert got == want, (q.target, repr(v), sorted(map(repr, got)))
                 checked += 1
-    assert checked == N * 3
+    assert checked == N * 5
     bad = {k: d for k, d in diagnostics(kql).items() if d}
     assert len(kql) == N * 2
     assert not bad, list(bad.items())[:3]
