@@ -15,7 +15,7 @@ verbatim literals (``@"..."``, quotes doubled).
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from sigma.conditions import ConditionFieldEqualsValueExpression
@@ -47,6 +47,67 @@ def kql_regex(regex: str) -> str:
     return '@"' + regex.replace('"', '""') + '"'
 
 
+@dataclass(slots=True)
+class _Step:
+    """One ``mv-apply`` over ``array``: the steps nested in it, then one ``countif`` column
+    per distinct test of an element."""
+
+    array: str
+    var: str
+    inner: list[_Step]
+    counts: list[tuple[str, str]]  # (column, predicate over var)
+
+
+def _sub(text: str, old: str, new: str) -> str:
+    return re.sub(rf"\b{re.escape(old)}\b", new, text)
+
+
+def _renamed(st: _Step, old: str, new: str) -> _Step:
+    """``st`` with the name ``old`` (an element variable or a count column) read as ``new``."""
+    return _Step(
+        _sub(st.array, old, new),
+        st.var,
+        [_renamed(i, old, new) for i in st.inner],
+        [(c, _sub(p, old, new)) for c, p in st.counts],
+    )
+
+
+def _merge(scope: list[_Step], st: _Step) -> dict[str, str]:
+    """Adds ``st`` to ``scope``. A step over an array the scope already expands joins that
+    step (its nested steps merged the same way, its tests as more ``countif`` columns) and a
+    test already counted reuses its column: a rule over every container list of every
+    pod-spec home expands each list once, not once per value (hundreds of ``mv-apply`` steps
+    before). Returns the columns of ``st`` now read under another name."""
+    target = next((t for t in scope if t.array == st.array), None)
+    if target is None:
+        scope.append(st)
+        return {}
+    renames: dict[str, str] = {}
+    for inner in st.inner:
+        renames.update(_merge(target.inner, _renamed(inner, st.var, target.var)))
+    for col, own in st.counts:
+        pred = _sub(own, st.var, target.var)
+        for old, new in renames.items():
+            pred = _sub(pred, old, new)
+        known = next((c for c, p in target.counts if p == pred), None)
+        if known is None:
+            target.counts.append((col, pred))
+        else:
+            renames[col] = known
+    return renames
+
+
+def _render(steps: list[_Step]) -> list[str]:
+    out = []
+    for st in steps:
+        counts = ", ".join(f"{col} = countif({pred})" for col, pred in st.counts)
+        sub = " | ".join([*_render(st.inner), f"summarize {counts}"])
+        # the extra null element keeps rows whose array is empty or missing (see module doc)
+        arr = f"array_concat(iff(isnull({st.array}), dynamic([]), {st.array}), dynamic([null]))"
+        out.append(f"mv-apply {st.var} = {arr} to typeof(dynamic) on ({sub})")
+    return out
+
+
 class _KqlBackend(HuntBackend):
     language: ClassVar[str] = "KQL"
     or_token: ClassVar[str] = "or"
@@ -63,11 +124,11 @@ class _KqlBackend(HuntBackend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._scopes: list[list[str]] = [[]]
+        self._scopes: list[list[_Step]] = [[]]
         self._pcols = 0
 
     def take_preludes(self) -> list[str]:
-        out = self._scopes[0]
+        out = _render(self._scopes[0])
         self._scopes = [[]]
         return out
 
@@ -162,14 +223,16 @@ class _KqlBackend(HuntBackend):
         return self._mv_apply(self.path(outer), var, pred)
 
     def _mv_apply(self, array: str, var: str, pred: str) -> str:
+        """The element test as a ``countif`` column of an ``mv-apply`` over ``array``, merged
+        into the step over the same array of this scope if there is one (see _merge)."""
         inner = self._scopes.pop()
+        col = self._new_pcol()
+        renames = _merge(self._scopes[-1], _Step(array, var, inner, [(col, pred)]))
+        return f"{renames.get(col, col)} > 0"
+
+    def _new_pcol(self) -> str:
         self._pcols += 1
-        col = f"_p{self._pcols}"
-        sub = " | ".join([*inner, f"summarize {col} = countif({pred})"])
-        # the extra null element keeps rows whose array is empty or missing (see module doc)
-        arr = f"array_concat(iff(isnull({array}), dynamic([]), {array}), dynamic([null]))"
-        self._scopes[-1].append(f"mv-apply {var} = {arr} to typeof(dynamic) on ({sub})")
-        return f"{col} > 0"
+        return f"_p{self._pcols}"
 
     def derived(self, ref: Ref, value: object) -> str:
         raise Unexpressible(f"{ref.native}: not derived in KQL")
