@@ -11,6 +11,20 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from podmortem.cli.options import (
+    CaseId,
+    CriEndpoint,
+    DebugImage,
+    DockerHost,
+    Examiner,
+    Kubeconfig,
+    KubeContext,
+    NodeAgentImage,
+    NodeAgentNamespace,
+    PodmanHost,
+    open_case,
+)
+from podmortem.cli.options import endpoints as runtime_endpoints
 from podmortem.escape import for_terminal
 
 console = Console(highlight=False, stderr=True)
@@ -47,48 +61,16 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
     no_exec: Annotated[
         bool, typer.Option("--no-exec", help="Never exec into the target (no second view).")
     ] = False,
-    case_id: Annotated[
-        str | None, typer.Option("--case-id", help="Case number for a new case.")
-    ] = None,
-    examiner: Annotated[
-        str, typer.Option("--examiner", help="Examiner for a new case.")
-    ] = "unknown",
-    docker_host: Annotated[
-        str | None, typer.Option("--docker-host", envvar="DOCKER_HOST", help="Docker API.")
-    ] = None,
-    podman_host: Annotated[
-        str | None, typer.Option("--podman-host", envvar="PODMAN_HOST", help="Podman API socket.")
-    ] = None,
-    cri_endpoint: Annotated[
-        str | None,
-        typer.Option("--cri-endpoint", envvar="CONTAINER_RUNTIME_ENDPOINT", help="CRI socket."),
-    ] = None,
-    kube_context: Annotated[
-        str | None, typer.Option("--context", help="kubeconfig context.")
-    ] = None,
-    kubeconfig: Annotated[
-        str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file.")
-    ] = None,
-    debug_image: Annotated[
-        str | None,
-        typer.Option(
-            "--debug-image",
-            help="Kubernetes: image of an ephemeral debug container for pods whose image has "
-            "no ps (it stays in the pod spec).",
-        ),
-    ] = None,
-    node_agent: Annotated[
-        str | None,
-        typer.Option(
-            "--node-agent",
-            envvar="PODMORTEM_NODE_AGENT_IMAGE",
-            help="Kubernetes: podmortem image of a node-agent Job that takes the node view on "
-            "the pod's node when podmortem does not run there.",
-        ),
-    ] = None,
-    node_agent_namespace: Annotated[
-        str, typer.Option("--node-agent-namespace", help="Namespace of the node-agent Job.")
-    ] = "podmortem",
+    case_id: CaseId = None,
+    examiner: Examiner = "unknown",
+    docker_host: DockerHost = None,
+    podman_host: PodmanHost = None,
+    cri_endpoint: CriEndpoint = None,
+    kube_context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    debug_image: DebugImage = None,
+    node_agent: NodeAgentImage = None,
+    node_agent_namespace: NodeAgentNamespace = "podmortem",
     keep_node_agent: Annotated[
         bool, typer.Option("--keep-node-agent", help="Do not delete the node-agent Job.")
     ] = False,
@@ -114,31 +96,20 @@ def acquire(  # noqa: PLR0917  (typer maps parameters to options)
     from podmortem.acquire.caveats import NODE_AGENT_FAILED, NODE_AGENT_INTEGRITY
     from podmortem.acquire.collector import Options
     from podmortem.acquire.node_agent import AgentConfig
-    from podmortem.acquire.runtimes import Endpoints, open_runtime
+    from podmortem.acquire.runtimes import open_runtime
     from podmortem.acquire.session import acquire as run
     from podmortem.acquire.target import parse_target
-    from podmortem.case import Case
-    from podmortem.case.paths import MANIFEST
     from podmortem.errors import AcquisitionError, IntegrityError
 
     refs = [parse_target(t) for t in targets]
-    if (case_dir / MANIFEST).exists():
-        case = Case.open(case_dir)
-    else:
-        case = Case.init(case_dir, case_id=case_id or case_dir.name, examiner=examiner)
-    d = Endpoints()
-    cri = cri_endpoint or d.cri
-    cri_path = cri.removeprefix("unix://")
-    endpoints = Endpoints(
-        docker=docker_host or d.docker,
-        podman=podman_host or d.podman,
-        cri=cri,
+    case = open_case(case_dir, case_id, examiner)
+    endpoints = runtime_endpoints(
+        docker_host=docker_host,
+        podman_host=podman_host,
+        cri_endpoint=cri_endpoint,
         kube_context=kube_context,
         kubeconfig=kubeconfig,
         debug_image=debug_image,
-        # A local CRI socket means we may be on a pod's node: Kubernetes targets try it for
-        # the node view (a container id it does not know is simply not on this node).
-        node_cri=cri if cri_path.startswith("/") and Path(cri_path).exists() else None,
         node_agent=AgentConfig(
             image=node_agent,
             namespace=node_agent_namespace,

@@ -10,6 +10,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from podmortem.cli.options import (
+    CaseId,
+    CriEndpoint,
+    DebugImage,
+    DockerHost,
+    Examiner,
+    Kubeconfig,
+    KubeContext,
+    NodeAgentImage,
+    NodeAgentNamespace,
+    PodmanHost,
+    open_case,
+)
+from podmortem.cli.options import endpoints as runtime_endpoints
 from podmortem.escape import for_terminal
 
 console = Console(highlight=False)
@@ -51,23 +65,16 @@ def investigate(  # noqa: PLR0917 - typer maps parameters to options
     no_exec: Annotated[
         bool, typer.Option("--no-exec", help="Never exec into a target (no second view).")
     ] = False,
-    case_id: Annotated[
-        str | None, typer.Option("--case-id", help="Case number (new case).")
-    ] = None,
-    examiner: Annotated[str, typer.Option("--examiner", help="Examiner (new case).")] = "unknown",
-    docker_host: Annotated[
-        str | None, typer.Option("--docker-host", envvar="DOCKER_HOST", help="Docker API.")
-    ] = None,
-    podman_host: Annotated[
-        str | None, typer.Option("--podman-host", envvar="PODMAN_HOST", help="Podman API socket.")
-    ] = None,
-    cri_endpoint: Annotated[
-        str | None,
-        typer.Option("--cri-endpoint", envvar="CONTAINER_RUNTIME_ENDPOINT", help="CRI socket."),
-    ] = None,
-    kube_context: Annotated[
-        str | None, typer.Option("--context", help="kubeconfig context.")
-    ] = None,
+    case_id: CaseId = None,
+    examiner: Examiner = "unknown",
+    docker_host: DockerHost = None,
+    podman_host: PodmanHost = None,
+    cri_endpoint: CriEndpoint = None,
+    kube_context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    debug_image: DebugImage = None,
+    node_agent: NodeAgentImage = None,
+    node_agent_namespace: NodeAgentNamespace = "podmortem",
 ) -> None:
     """From a suspect workload to one case and one report: live targets are acquired first
     (volatile evidence before anything else), then the image each runs and the images given
@@ -75,8 +82,6 @@ def investigate(  # noqa: PLR0917 - typer maps parameters to options
     written as a self-contained HTML report (plus Markdown and JSON in the case). Opens
     nothing: prints where the report is."""
     from podmortem import report as report_mod
-    from podmortem.case import Case
-    from podmortem.case.paths import MANIFEST
     from podmortem.cli.report import print_summary
     from podmortem.errors import InputError
     from podmortem.investigate import Plan
@@ -84,18 +89,19 @@ def investigate(  # noqa: PLR0917 - typer maps parameters to options
 
     if not targets and not audit and not image:
         raise InputError("nothing to investigate: give live targets, --audit and/or --image")
-    if (case_dir / MANIFEST).exists():
-        case = Case.open(case_dir)
-    else:
-        case = Case.init(case_dir, case_id=case_id or case_dir.name, examiner=examiner)
-    from podmortem.acquire.runtimes import Endpoints
+    from podmortem.acquire.node_agent import AgentConfig
 
-    d = Endpoints()
-    endpoints = Endpoints(
-        docker=docker_host or d.docker,
-        podman=podman_host or d.podman,
-        cri=cri_endpoint or d.cri,
+    case = open_case(case_dir, case_id, examiner)
+    endpoints = runtime_endpoints(
+        docker_host=docker_host,
+        podman_host=podman_host,
+        cri_endpoint=cri_endpoint,
         kube_context=kube_context,
+        kubeconfig=kubeconfig,
+        debug_image=debug_image,
+        node_agent=AgentConfig(image=node_agent, namespace=node_agent_namespace)
+        if node_agent
+        else None,
     )
     plan = Plan(
         targets=list(targets or []),
