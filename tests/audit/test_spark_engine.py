@@ -15,6 +15,7 @@ from spark_support import assert_identical, spark  # noqa: F401 - the session fi
 
 from podmortem.audit.analyze import analyze
 from podmortem.audit.spark.engine import analyze_spark
+from podmortem.errors import InputError
 
 pytestmark = pytest.mark.spark
 
@@ -95,3 +96,10 @@ def test_generated_million_events_identical(spark: Any, tmp_path: Path) -> None:
     embedded, on_spark = both([str(tmp_path)], spark)
     assert embedded.events_read >= n * 0.99
     assert_identical(embedded, on_spark)
+
+
+@pytest.mark.parametrize("url", ["file:///nonexistent/podmortem/audit", "gs://no-connector/x/"])
+def test_a_url_spark_cannot_list_is_an_input_error(spark: Any, url: str) -> None:  # noqa: F811
+    with pytest.raises(InputError) as info:
+        analyze_spark([url], spark=spark)
+    assert url in str(info.value) and "\n" not in str(info.value)

@@ -156,10 +156,11 @@ class SparkDialect:
         flags, body = _split_flags(regex)
         if body.startswith("^") and body.endswith("$"):
             body = body[1:-1]
-        return f"({x} RLIKE {self.string(flags + chr(92) + 'A(?:' + body + ')' + chr(92) + 'z')})"
+        anchored = flags + chr(92) + "A(?:" + body + ")" + chr(92) + "z"
+        return f"({x} RLIKE {self.string(java_regex(anchored))})"
 
     def search(self, x: str, regex: str) -> str:
-        return f"({x} RLIKE {self.string(regex)})"
+        return f"({x} RLIKE {self.string(java_regex(regex))})"
 
     # JSON ----------------------------------------------------------------------------
 
@@ -201,6 +202,40 @@ class SparkDialect:
             *parents, (last, _) = path
             lists.append(self.json_value(json_sql, [*parents, (last, True), *rest]))
         return self.concat(lists)
+
+
+def java_regex(regex: str) -> str:
+    """An RE2 pattern with RE2's meaning under Java: only ``\\n`` ends a line (``(?d)``;
+    Java also counts ``\\r`` and Unicode separators), and without multi-line mode ``$`` is
+    the end of the text (Java's ``$`` also matches before a final line break)."""
+    multiline = re.search(r"\(\?[a-zA-Z]*m[a-zA-Z]*[):]", regex) is not None
+    if multiline:
+        return "(?d)" + regex
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\" and i + 1 < len(regex):
+            out.append(regex[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            # a ']' right after '[' or '[^' is a literal member of the class
+            close = i + 1 + (regex[i + 1 : i + 2] == "^")
+            if regex[close : close + 1] == "]":
+                out.append(regex[i : close + 1])
+                i = close + 1
+                continue
+        elif ch == "$":
+            out.append("\\z")
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "(?d)" + "".join(out)
 
 
 def _split_flags(regex: str) -> tuple[str, str]:

@@ -3,11 +3,11 @@ the form both engines read fastest, and reading it back.
 
 Written by DuckDB (``COPY ... PARTITION_BY``) after the usual readers and deduplication, so a
 Parquet dataset holds exactly the ``audit_events`` rows (podmortem.audit.model) plus
-``pm_seq``, the position of each event in the load: reading the dataset back restores that
-order, so "first seen" and every ordered list in a finding come out as they did from the
-original files. DuckDB percent-escapes partition values (a cluster named ``a/../b`` is the
-folder ``cluster=a%2F..%2Fb``) and writes a missing value as ``__HIVE_DEFAULT_PARTITION__``;
-The folders are for layout and pruning only: the exact cluster name is also kept in each row
+``pm_seq``, the position of each event in the load (Spark orders by it; the embedded engine
+reads the files in order, each file in load order, since sorting a million full rows does not
+fit its memory limit, and nothing that decides a finding depends on that order). DuckDB
+percent-escapes partition values (a cluster named ``a/../b`` is the folder
+``cluster=a%2F..%2Fb``) and writes a missing value as ``__HIVE_DEFAULT_PARTITION__``. The folders are for layout and pruning only: the exact cluster name is also kept in each row
 (``pm_cluster``), and podmortem reads that, so a dataset copied elsewhere (into a case,
 under renamed folders) reads back the same.
 
@@ -92,11 +92,14 @@ def _source(files: Sequence[Path]) -> tuple[str, list[object]]:
 
 
 def read_sql(files: Sequence[Path]) -> tuple[str, list[object]]:
-    """A DuckDB SELECT of the ``audit_events`` columns from a partitioned dataset, in the
-    order the events were loaded, and its parameters."""
+    """A DuckDB SELECT of the ``audit_events`` columns from a partitioned dataset, and its
+    parameters."""
     source, params = _source(files)
     cols = ", ".join(f'CAST("{CLUSTER if c == "cluster" else c}" AS {t})' for c, t, _ in COLUMNS)
-    return f"SELECT {cols} FROM {source} ORDER BY {SEQ}", params
+    # Not sorted on pm_seq: a sort of a million full rows does not fit the analysis memory
+    # limit. Rows keep their order within each file; nothing that decides a finding
+    # depends on the order across files (the dataset is deduplicated already).
+    return f"SELECT {cols} FROM {source}", params
 
 
 def load_parquet(

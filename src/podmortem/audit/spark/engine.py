@@ -65,7 +65,8 @@ ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 # generation compiles one Java method for the rule pass, with every rule in it; Janino takes
 # longer over that than the scan itself (250k events: 15-17 s against 9 s without it).
 RUN_SETTINGS = {"spark.sql.codegen.wholeStage": "false"}
-RAW = "`raw`"  # how a compiled Spark predicate names the original record
+RAW = "`raw`"
+ACTOR = "pm_actor_class"  # how a compiled Spark predicate names the original record
 _READS = "('get', 'list', 'watch')"
 
 
@@ -331,11 +332,21 @@ def matched_events(spark: SparkSession, branches: Sequence[tuple[int, str]]) -> 
     and carries the matched rows along (no second scan to fetch them)."""
     from pyspark.storagelevel import StorageLevel
 
+    from podmortem.audit.fieldmap import FieldMap
+
     cols = ", ".join(f"`{c}`" for c, _, _ in COLUMNS if c != "raw")
+    # Rules on `actorClass` would each evaluate the class CASE (dozens of patterns) on every
+    # row: the class is computed once per row instead, as the embedded engine computes it
+    # once per distinct actor.
+    marker = FieldMap.default("spark").resolve("actorClass").sql
+    source = TABLE
+    if any(marker in p for _, p in branches):
+        branches = [(i, p.replace(marker, ACTOR)) for i, p in branches]
+        source = f"(SELECT *, {marker} AS {ACTOR} FROM {TABLE})"
     marks = ", ".join(f"CASE WHEN {p} THEN {i} END" for i, p in branches) or "NULL"
     sql = (
         f"SELECT * FROM (SELECT {cols}, {FI}, {ORD},"
-        f" filter(array({marks}), m -> m IS NOT NULL) AS rs FROM {TABLE}) WHERE size(rs) > 0"
+        f" filter(array({marks}), m -> m IS NOT NULL) AS rs FROM {source}) WHERE size(rs) > 0"
     )
     return spark.sql(sql).persist(StorageLevel.MEMORY_AND_DISK)
 

@@ -281,13 +281,19 @@ def stage(
         rdd = spark.sparkContext.parallelize(rows, max(1, min(len(rows), 256)))
         frames.append(spark.createDataFrame(rdd, file_ddl).mapInArrow(body, STAGED_DDL))
     if inp.urls:
-        listing = (
-            spark.read.format("binaryFile")
-            .option("recursiveFileLookup", "true")
-            .load(inp.urls)
-            .select("path", "length")
-            .collect()
-        )
+        from pyspark.errors import PySparkException
+
+        try:
+            listing = (
+                spark.read.format("binaryFile")
+                .option("recursiveFileLookup", "true")
+                .load(inp.urls)
+                .select("path", "length")
+                .collect()
+            )
+        except PySparkException as exc:  # no such object, no connector for the scheme
+            reason = " ".join(str(exc).split())[:300]
+            raise InputError(f"cannot list {', '.join(inp.urls)[:300]}: {reason}") from None
         objects = sorted((str(r["path"]), int(r["length"])) for r in listing)
         keep: list[tuple[int, str]] = []
         for path, length in objects:
