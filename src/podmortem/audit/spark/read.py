@@ -157,7 +157,10 @@ def _read_file(
         try:
             con.execute("SET temp_directory = ?", [str(scratch)])
             con.execute(f"SET memory_limit = '{memory_limit}'")
-            con.execute("SET threads = 1")  # one Spark task is one core
+            # One Spark task is one core; a large file gets a second thread, so that the
+            # last large file of a run (files are not split across tasks) does not leave
+            # the other core idle. At worst two threads per core, briefly.
+            con.execute(f"SET threads = {2 if big else 1}")
             con.execute("SET enable_progress_bar = false")
             # Without raw (no rule reads it) the original record is not shipped at all.
             cols = ", ".join(
