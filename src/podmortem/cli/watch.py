@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from podmortem.cli.options import DockerHost, Kubeconfig
 from podmortem.cloud.clients import CloudConfig, provider_steps
 from podmortem.cloud.model import PROVIDERS
 from podmortem.errors import InputError
@@ -193,24 +194,16 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
     once: Annotated[
         bool, typer.Option("--once", help="Stop when every source has nothing new (tests).")
     ] = False,
-    docker_host: Annotated[
-        str | None, typer.Option("--docker-host", envvar="DOCKER_HOST", help="Docker API.")
-    ] = None,
-    kubeconfig: Annotated[
-        str | None,
-        typer.Option(
-            "--kubeconfig",
-            envvar="KUBECONFIG",
-            help="kubeconfig file (in a pod: the service account unless given).",
-        ),
-    ] = None,
+    docker_host: DockerHost = None,
+    kubeconfig: Kubeconfig = None,
 ) -> None:
     """Watch audit logs as they are written, run the audit rules incrementally, and on a
     finding naming a pod: open a case, acquire the pod, protect it (and with
     acquire+contain isolate it). Structured JSON logs on stderr."""
     from podmortem.acquire.collector import Options
-    from podmortem.acquire.runtimes import Endpoints, open_runtime
+    from podmortem.acquire.runtimes import open_runtime
     from podmortem.audit.analyze import load_rules
+    from podmortem.cli.options import endpoints
     from podmortem.findings import Severity
     from podmortem.watch.actions import LibraryActions
     from podmortem.watch.health import Health, serve
@@ -246,10 +239,9 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
     }
     srcs = _sources(sources, opts)
     ruleset = load_rules(builtin=not no_builtin, sigma_dirs=sigma or (), rules_dirs=rules or ())
-    d = Endpoints()
-    endpoints = Endpoints(docker=docker_host or d.docker, kubeconfig=kubeconfig)
+    where = endpoints(docker_host=docker_host, kubeconfig=kubeconfig)
     actions = LibraryActions(
-        lambda ref: open_runtime(ref, endpoints),
+        lambda ref: open_runtime(ref, where),
         options=Options(budget=budget),
         target_template=target_template,
         procedure=_protection(platform, cloud, kubeconfig, target_template),
