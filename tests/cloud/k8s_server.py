@@ -81,6 +81,32 @@ class FakeKube(RecordingServer):
             self.objects[path] = obj
             return 201, obj
 
+        # Legacy (unaggregated) discovery, enough for kubectl to find pods and nodes: the
+        # benchmark's peer is `kubectl annotate`.
+        discovery = {
+            "/version": {"major": "1", "minor": "31", "gitVersion": "v1.31.0"},
+            "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+            "/apis": {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
+                        "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"},
+                    }
+                    for g in ("apps", "networking.k8s.io")
+                ],
+            },
+            core: _resources("v1", [("pods", "Pod", True), ("nodes", "Node", False)]),
+            apps: _resources(
+                "apps/v1", [("replicasets", "ReplicaSet", True), ("daemonsets", "DaemonSet", True)]
+            ),
+            net: _resources("networking.k8s.io/v1", [("networkpolicies", "NetworkPolicy", True)]),
+        }
+        for path, doc in discovery.items():
+            self.route("GET", path)(lambda req, m, doc=doc: (200, doc))
+
     def add_pod(
         self,
         ns: str,
@@ -171,6 +197,24 @@ class FakeKube(RecordingServer):
         return self.objects.get(
             f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}"
         )
+
+
+def _resources(group_version: str, kinds: list[tuple[str, str, bool]]) -> dict[str, Any]:
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": [
+            {
+                "name": name,
+                "singularName": kind.lower(),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["get", "list", "patch", "create", "delete"],
+            }
+            for name, kind, namespaced in kinds
+        ],
+    }
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:

@@ -149,6 +149,7 @@ def test_gcp_role_matches_the_playbook(phase: str | None) -> None:
 
 # ------------------------------------------------------------------------ Kubernetes
 
+
 def _rbac(name: str) -> set[Grant]:
     return grants(role(DEPLOY / "rbac" / "podmortem-responder.yaml", name))
 
