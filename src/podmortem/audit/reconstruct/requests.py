@@ -98,23 +98,24 @@ def select_requests(
     extra_paths = ", ".join(
         sql_string(f"$.{_q(k)}") for k in (EXTRA_CREDENTIAL, EXTRA_POD, EXTRA_NODE)
     )
-    # Deduplicate first, on plain columns; then parse each JSON document once (one
-    # json_extract with several paths) and classify each distinct (user, groups) once, not
-    # each of a million rows.
+    # Deduplicate first, on a narrow relation: which event of each request to keep (the
+    # best-ranked stage, then the earliest, then the first read) is one hash aggregate over
+    # four columns; only the kept rows are then read whole. (A window over a million
+    # one-row partitions was the slowest step; carrying every column through the
+    # deduplication spilled under the memory limit: 1M events, 9.2 -> 7.3 CPU-s.) Then
+    # parse each JSON document once (one json_extract with several paths) and classify each
+    # distinct (user, groups) once, not each of a million rows.
     return f"""
-    WITH d0 AS (
-        SELECT rowid AS row_id, coalesce(audit_id, event_key) AS rid0, {_COLUMNS}
+    WITH k AS (
+        SELECT rowid AS row_id, coalesce(audit_id, event_key) AS rid0,
+               {stage_rank()} AS sr, {event_time()} AS et
         FROM "{table}" WHERE {where}
-    ), multi AS (
-        SELECT rid0 FROM d0 GROUP BY rid0 HAVING count(*) > 1
+    ), keep AS (
+        SELECT min(struct_pack(sr := sr, et := et, row_id := row_id)).row_id AS row_id
+        FROM k GROUP BY rid0
     ), d AS (
-        -- Most requests have one event; only those with several stages need ranking (a
-        -- window over a million one-row partitions is the slowest step otherwise).
-        SELECT * FROM d0 WHERE NOT EXISTS (SELECT 1 FROM multi m WHERE m.rid0 = d0.rid0)
-        UNION ALL
-        (SELECT * FROM d0 WHERE rid0 IN (SELECT rid0 FROM multi)
-         QUALIFY row_number() OVER (PARTITION BY rid0
-                                    ORDER BY {stage_rank()}, {event_time()}, row_id) = 1)
+        SELECT rowid AS row_id, coalesce(audit_id, event_key) AS rid0, {_COLUMNS}
+        FROM "{table}" WHERE rowid IN (SELECT row_id FROM keep)
     ), who AS (
         SELECT username AS ku, user_groups AS kg, {policy.sql()} AS cls
         FROM (SELECT DISTINCT username, user_groups FROM d)
