@@ -284,6 +284,7 @@ def stage(
         rdd = spark.sparkContext.parallelize(rows, max(1, min(len(rows), 256)))
         frames.append(spark.createDataFrame(rdd, file_ddl).mapInArrow(body, STAGED_DDL))
     if inp.urls:
+        from py4j.protocol import Py4JJavaError
         from pyspark.errors import PySparkException
 
         try:
@@ -294,7 +295,7 @@ def stage(
                 .select("path", "length")
                 .collect()
             )
-        except PySparkException as exc:  # no such object, no connector for the scheme
+        except (PySparkException, Py4JJavaError) as exc:  # no such object; no connector
             reason = " ".join(str(exc).split())[:300]
             raise InputError(f"cannot list {', '.join(inp.urls)[:300]}: {reason}") from None
         objects = sorted((str(r["path"]), int(r["length"])) for r in listing)
