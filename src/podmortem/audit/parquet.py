@@ -7,9 +7,10 @@ Parquet dataset holds exactly the ``audit_events`` rows (podmortem.audit.model) 
 reads the files in order, each file in load order, since sorting a million full rows does not
 fit its memory limit, and nothing that decides a finding depends on that order). DuckDB
 percent-escapes partition values (a cluster named ``a/../b`` is the folder
-``cluster=a%2F..%2Fb``) and writes a missing value as ``__HIVE_DEFAULT_PARTITION__``. The folders are for layout and pruning only: the exact cluster name is also kept in each row
-(``pm_cluster``), and podmortem reads that, so a dataset copied elsewhere (into a case,
-under renamed folders) reads back the same.
+``cluster=a%2F..%2Fb``) and writes a missing value as ``__HIVE_DEFAULT_PARTITION__``. The
+folders are for layout and pruning only: the exact cluster name is also kept in each row
+(``pm_cluster``), and podmortem reads that, so a dataset copied elsewhere (into a case, under
+renamed folders) reads back the same.
 
 A Parquet input is recognised from content (the ``PAR1`` magic at both ends), never from the
 file name: a file, or a folder whose regular files are all Parquet.
