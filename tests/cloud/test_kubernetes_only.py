@@ -4,6 +4,8 @@ official client, asserting the exact requests; idempotent; never containment in 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +16,9 @@ from podmortem.cloud.executor import STEP_ACTION, Procedure
 from podmortem.cloud.kubernetes import KubernetesContainment
 from podmortem.cloud.model import KUBERNETES, Status, Target
 from podmortem.cloud.playbook import procedure
-from podmortem.errors import AcquisitionError
+from podmortem.errors import AcquisitionError, InputError
 
-from .k8s_server import FakeKube, kube_clients
+from .k8s_server import FakeKube, kube_clients, kubeconfig
 
 POD = "/api/v1/namespaces/shop/pods/web-7d9-abcde"
 NODE = "/api/v1/nodes/worker-1"
@@ -166,3 +168,50 @@ def test_a_vanished_pod_is_recorded_and_stops_the_procedure(kube: FakeKube, case
     [rec] = [d for d in _custody(case) if d["action"] == "cloud_target_resolved"]
     assert "404" in rec["error"] and rec["calls"][0]["method"] == "read_namespaced_pod"
     assert kube.writes() == []
+
+
+def _bare(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without empty maps (a merge patch that removed every key leaves one)."""
+    return {k: _bare(v) if isinstance(v, dict) else v for k, v in obj.items() if v != {}}
+
+
+def test_cli_kubernetes_preserve_contain_release(
+    kube: FakeKube, case: Case, tmp_path: Path
+) -> None:
+    """``podmortem cloud ... kubernetes``: the same steps for any cluster from the command
+    line, and ``release`` puts the pod and node back from the custody log."""
+    from typer.testing import CliRunner
+
+    from podmortem.cli.main import app
+
+    _cluster(kube)
+    kube.add_policy("shop", "allow-web", {"matchLabels": {"app": "web"}}, ingress=[{}])
+    before_pod = json.loads(json.dumps(kube.pod("shop", "web-7d9-abcde")))
+    before_node = json.loads(json.dumps(kube.node("worker-1")))
+    sel = ["kubernetes", "--cluster", "lab", "--pod", "shop/web-7d9-abcde", "--case",
+           str(case.root), "--kubeconfig", str(kubeconfig(tmp_path / "kc", kube.url))]  # type: ignore[attr-defined]  # fmt: skip
+    run = CliRunner().invoke
+    res = run(app, ["cloud", "plan", *sel])
+    assert res.exit_code == 0, res.output
+    assert "eks." not in res.output and "k8s.cordon-node" in res.output and not kube.writes()
+    for phase in ("preserve", "contain"):
+        res = run(app, ["cloud", phase, *sel, "--execute"])
+        assert res.exit_code == 0, res.output
+    assert kube.node("worker-1")["spec"]["unschedulable"] is True
+    assert kube.policy("shop", "podmortem-quarantine-ir-2026-042") is not None
+    res = run(app, ["cloud", "release", *sel, "--include-preserve", "--execute"])
+    assert res.exit_code == 0, res.output
+    assert _bare(kube.pod("shop", "web-7d9-abcde")) == _bare(before_pod)
+    assert _bare(kube.node("worker-1")) == _bare(before_node)
+    assert kube.policy("shop", "podmortem-quarantine-ir-2026-042") is None
+    assert kube.policy("shop", "allow-web")["spec"]["podSelector"] == {  # type: ignore[index]
+        "matchLabels": {"app": "web"}
+    }
+    assert verify_case(case.root).ok
+    # kubernetes has no machine and needs the API.
+    for bad, why in (
+        (["--instance-id", "i-0123456789abcdef0"], "acts on no machine"),
+        (["--node", "worker-1", "--no-kube"], "needs the Kubernetes API"),
+    ):
+        res = run(app, ["cloud", "plan", "kubernetes", "--cluster", "lab", *bad])
+        assert isinstance(res.exception, InputError) and why in str(res.exception)

@@ -14,7 +14,7 @@ import pytest
 from burst import T0, event
 
 # tests/cloud is a package on the tests folder's path (pytest's rootdir conftest puts it there).
-from cloud.k8s_server import FakeKube, kube_clients
+from cloud.k8s_server import FakeKube, kube_clients, kubeconfig
 from podmortem.audit.analyze import load_rules
 from podmortem.case import Case, verify_case
 from podmortem.case.custody import read_lines
@@ -172,6 +172,23 @@ def test_acquire_contain_also_isolates(tmp_path: Path, kube: FakeKube) -> None:
         "k8s.cordon-node",
     ]
     assert kube.node("worker-1")["spec"]["unschedulable"] is True
+
+    # The responder's containment is undone from the response's case, as `cloud contain`'s.
+    from typer.testing import CliRunner
+
+    from podmortem.cli.main import app
+
+    config = kubeconfig(tmp_path / "kc", kube.url)  # type: ignore[attr-defined]
+    res = CliRunner().invoke(
+        app,
+        ["cloud", "release", "kubernetes", "--cluster", "", "--pod", "shop/web-1",
+         "--case", resp["case"], "--kubeconfig", str(config), "--execute"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "release: 3 changed" in res.output
+    assert "unschedulable" not in kube.node("worker-1")["spec"]
+    assert kube.pod("shop", "web-1")["metadata"]["labels"]["app"] == "web"
+    assert verify_case(Path(resp["case"])).ok
 
 
 def test_vanished_pod_is_recorded_not_fatal(tmp_path: Path, kube: FakeKube) -> None:

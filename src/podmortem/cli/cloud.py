@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from podmortem.cloud.model import KUBERNETES
 from podmortem.errors import CapabilityUnavailable, InputError
 from podmortem.escape import for_terminal
 
@@ -47,7 +48,21 @@ class ProviderName(StrEnum):
     gke = "gke"
 
 
+class PlatformName(StrEnum):
+    """Where the procedures run: a provider, or ``kubernetes`` for any cluster through its
+    API alone (the Kubernetes steps; no cloud API is called)."""
+
+    eks = "eks"
+    aks = "aks"
+    gke = "gke"
+    kubernetes = "kubernetes"
+
+
 ProviderArg = Annotated[ProviderName, typer.Argument(help="eks, aks or gke.")]
+PlatformArg = Annotated[
+    PlatformName,
+    typer.Argument(help="eks, aks or gke; kubernetes: the Kubernetes steps alone, no cloud API."),
+]
 ClusterOpt = Annotated[str, typer.Option("--cluster", help="Cluster name.")]
 PodOpt = Annotated[str | None, typer.Option("--pod", help="NAMESPACE/POD to investigate.")]
 NodeOpt = Annotated[str | None, typer.Option("--node", help="Kubernetes node name.")]
@@ -151,7 +166,9 @@ def shared(*groups: Shared) -> Callable[[Command], Command]:
 # ---------------------------------------------------------------------------- building
 
 
-def _kube(opts: Options) -> StepSet | None:
+def _kube(provider: PlatformName, opts: Options) -> StepSet | None:
+    if opts.no_kube and provider.value == KUBERNETES:
+        raise InputError("kubernetes: every step needs the Kubernetes API; drop --no-kube")
     if opts.no_kube:
         if opts.pod or opts.node:
             raise InputError("--pod and --node need the Kubernetes API; drop --no-kube")
@@ -161,28 +178,33 @@ def _kube(opts: Options) -> StepSet | None:
     try:
         return kubernetes_steps(opts.kubeconfig, opts.context)
     except CapabilityUnavailable:  # no kubeconfig, bad context: fatal only if it is needed
-        if opts.pod or opts.node:
+        if opts.pod or opts.node or provider.value == KUBERNETES:
             raise
         err.print("no Kubernetes API access: Kubernetes-level steps will be recorded as such")
         return None
 
 
-def _cloud(provider: ProviderName, opts: Options) -> Any:
+def _cloud(provider: ProviderName | PlatformName, opts: Options) -> Any:
+    """The provider's step set; None for ``kubernetes`` (no cloud)."""
     from dataclasses import fields
 
     from podmortem.cloud.clients import CloudConfig, provider_steps
 
+    if provider.value == KUBERNETES:
+        return None
     # The flags of PROVIDER_CONFIG are named as CloudConfig's fields.
     config = CloudConfig(**{f.name: getattr(opts, f.name) for f in fields(CloudConfig)})
-    return provider_steps(provider.value, config)
+    return provider_steps(ProviderName(provider.value).value, config)
 
 
-def _target(provider: ProviderName, cluster: str, opts: Options) -> Target:
+def _target(provider: PlatformName, cluster: str, opts: Options) -> Target:
     from podmortem.cloud.model import Target
 
     chosen = [x for x in (opts.pod, opts.node, opts.instance_id) if x]
     if len(chosen) != 1:
         raise InputError("give exactly one of --pod NAMESPACE/POD, --node NODE, --instance-id ID")
+    if opts.instance_id and provider.value == KUBERNETES:
+        raise InputError("kubernetes acts on no machine: select --pod or --node")
     if opts.pod and (opts.pod.count("/") != 1 or not all(opts.pod.split("/"))):
         raise InputError("--pod is NAMESPACE/POD")
     t = Target(
@@ -208,10 +230,10 @@ def _open_case(path: Path | None, required: bool) -> Case | None:
     return Case.open(path)
 
 
-def _procedure(provider: ProviderName, opts: Options, case: Case | None) -> Procedure:
+def _procedure(provider: PlatformName, opts: Options, case: Case | None) -> Procedure:
     from podmortem.cloud.executor import Procedure
 
-    return Procedure(_cloud(provider, opts), _kube(opts), case=case)
+    return Procedure(_cloud(provider, opts), _kube(provider, opts), case=case)
 
 
 # ----------------------------------------------------------------------------- output
@@ -289,7 +311,7 @@ def _finish(reports: list[StepReport], json_out: Path | None, target: Target, wh
 
 
 def _run(
-    provider: ProviderName,
+    provider: PlatformName,
     cluster: str,
     opts: Options,
     phases: tuple[str, ...],
@@ -300,9 +322,10 @@ def _run(
     what: str,
     explain: bool,
 ) -> None:
+    selected = _target(provider, cluster, opts)  # bad selectors fail before any client
     case = _open_case(case_path, required=execute)
     proc = _procedure(provider, opts, case)
-    target = proc.resolve(_target(provider, cluster, opts))
+    target = proc.resolve(selected)
     console.print(
         f"{what} {provider.value} cluster {for_terminal(cluster)}: pod={for_terminal(target.pod)}"
         f" node={for_terminal(target.node)} instance={for_terminal(target.instance)}"
@@ -323,7 +346,7 @@ def _run(
 @app.command("plan")
 @shared(SELECTORS, PROVIDER_CONFIG, TARGET_ACCESS)
 def plan(
-    provider: ProviderArg,
+    provider: PlatformArg,
     cluster: ClusterOpt,
     *,
     opts: Options,
@@ -348,7 +371,7 @@ def plan(
 def _phase_command(phase: str, doc: str) -> None:
     @shared(SELECTORS, PROVIDER_CONFIG, TARGET_ACCESS)
     def command(
-        provider: ProviderArg,
+        provider: PlatformArg,
         cluster: ClusterOpt,
         *,
         opts: Options,
@@ -385,7 +408,7 @@ _phase_command(
 @app.command("release")
 @shared(SELECTORS, PROVIDER_CONFIG, TARGET_ACCESS)
 def release(
-    provider: ProviderArg,
+    provider: PlatformArg,
     cluster: ClusterOpt,
     case: Annotated[Path, typer.Option("--case", help="Case folder whose custody log to undo.")],
     *,
@@ -399,9 +422,10 @@ def release(
 ) -> None:
     """Undo the containment this case recorded, newest first (only with --execute).
     Snapshots are never deleted."""
+    selected = _target(provider, cluster, opts)
     c = _open_case(case, required=True)
     proc = _procedure(provider, opts, c)
-    target = proc.resolve(_target(provider, cluster, opts))
+    target = proc.resolve(selected)
     phases = ("contain", "preserve") if include_preserve else ("contain",)
     pending = proc.pending_releases(target, phases)  # type: ignore[arg-type]
     if not execute:
