@@ -178,6 +178,24 @@ def _max_rowid(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(row[0]) if row else -1
 
 
+def read_file(
+    f: InputFile,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    stager: Stager,
+    tally: Tally,
+    *,
+    keep_raw: bool = True,
+) -> None:
+    """One file into ``table``, as :func:`load` reads each of its inputs: for a caller that
+    schedules files itself (the Spark engine reads one file per task). The caller owns the
+    stager (``close()`` it after the last file) and deduplicates; ``table`` must exist."""
+    if not _IDENT.match(table):
+        raise InputError(f"not a plain SQL table name: {table[:80]!r}")
+    with _quiet(con):
+        _read_file(f, con, table, stager, tally, keep_raw, True)
+
+
 def _read_file(  # noqa: PLR0917 - internal, called once
     f: InputFile,
     con: duckdb.DuckDBPyConnection,

@@ -8,6 +8,7 @@ are counted and summarised in one caveat per kind and file, so nothing goes unre
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,32 @@ class Tally:
             return
         prov = Provenance(source="file", parser=PARSER, artifact=file, location=location)
         self.caveats.append(Caveat(kind=kind, message=message, provenance=prov, details=details))
+
+    def to_dict(self, name: str) -> dict[str, Any]:
+        """The counters of one file's load, as JSON data (how a Spark worker hands its
+        accounting back: data, not pickled objects)."""
+        return {
+            "name": name,
+            "caveats": [c.to_dict() for c in self.caveats],
+            "skipped": dict(self.skipped),
+            "skips_by_file": {r: dict(f) for r, f in self._skips_by_file.items()},
+            "first_skip": [[r, f, list(loc)] for (r, f), loc in self._first_skip.items()],
+            "per_kind": [[k, f, n] for (k, f), n in self._per_kind.items()],
+        }
+
+    def merge(self, d: Mapping[str, Any]) -> None:
+        """Add one file's accounting (:meth:`to_dict`) to this run's. Merged in input order,
+        caveats come out in the order a single load writes them."""
+        self.caveats += [Caveat.from_dict(c) for c in d["caveats"]]
+        self.skipped.update({str(k): int(v) for k, v in d["skipped"].items()})
+        for reason, files in d["skips_by_file"].items():
+            self._skips_by_file.setdefault(str(reason), Counter()).update(
+                {str(f): int(n) for f, n in files.items()}
+            )
+        for reason, file, loc in d["first_skip"]:
+            self._first_skip.setdefault((str(reason), str(file)), tuple(str(x) for x in loc))
+        for kind, file, n in d["per_kind"]:
+            self._per_kind[(str(kind), str(file))] += int(n)
 
     def summarise(self) -> None:
         """Add one caveat per skip reason and file, and one per (kind, file) whose individual

@@ -45,7 +45,6 @@ from podmortem.audit.spark.read import (
     Inputs,
     Staged,
     file_accounting,
-    merge_tally,
     plan,
     stage,
 )
@@ -257,7 +256,7 @@ def _with_accounting(
             size=size,
         )
     for acc in accounting:
-        merge_tally(tally, acc)
+        tally.merge(acc)
     if loaded.duplicates:
         tally.caveats.append(_dup_caveat(loaded.duplicates, dup_by_source))
     tally.summarise()

@@ -26,7 +26,6 @@ import functools
 import json
 import re
 import tempfile
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from podmortem.audit.model import COLUMNS, TABLE
 from podmortem.audit.sources.tally import Tally
 from podmortem.errors import InputError
-from podmortem.findings import Caveat
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -136,7 +134,7 @@ def _read_file(
     from podmortem.audit.sources.inputs import InputFile
 
     # The loader's per-file step (the embedded load() runs it for each file in turn).
-    from podmortem.audit.sources.loader import _read_file as read_one
+    from podmortem.audit.sources.loader import read_file as read_one
     from podmortem.audit.sources.staging import Stager
 
     schema = arrow_schema()
@@ -183,7 +181,7 @@ def _read_file(
                 stager = Stager(con, TABLE, scratch, tally)
                 try:
                     read_one(
-                        InputFile(name=name, path=src), con, TABLE, stager, tally, keep_raw, True
+                        InputFile(name=name, path=src), con, TABLE, stager, tally, keep_raw=keep_raw
                     )
                 finally:
                     stager.close()
@@ -197,7 +195,7 @@ def _read_file(
             con.close()
     meta: dict[str, list[Any]] = {c: [None] for c in schema.names}
     meta[FI] = [fi]
-    meta[META] = [json.dumps(tally_to_dict(tally, name), default=str)]
+    meta[META] = [json.dumps(tally.to_dict(name), default=str)]
     yield pa.RecordBatch.from_pydict(meta, schema=schema)
 
 
@@ -217,33 +215,6 @@ def arrow_schema() -> pa.Schema:
     fields = [pa.field(c, types[t]) for c, t, _ in COLUMNS]
     fields += [pa.field(FI, pa.int64()), pa.field(ORD, pa.int64()), pa.field(META, pa.string())]
     return pa.schema(fields)
-
-
-def tally_to_dict(t: Tally, name: str) -> dict[str, Any]:
-    # The Tally's counters, as JSON (a worker's result is data, not pickled objects).
-    return {
-        "name": name,
-        "caveats": [c.to_dict() for c in t.caveats],
-        "skipped": dict(t.skipped),
-        "skips_by_file": {r: dict(f) for r, f in t._skips_by_file.items()},
-        "first_skip": [[r, f, list(loc)] for (r, f), loc in t._first_skip.items()],
-        "per_kind": [[k, f, n] for (k, f), n in t._per_kind.items()],
-    }
-
-
-def merge_tally(into: Tally, d: dict[str, Any]) -> None:
-    """Add one file's accounting to the run's (files are merged in input order, so caveats
-    come out in the order the embedded engine writes them)."""
-    into.caveats += [Caveat.from_dict(c) for c in d["caveats"]]
-    into.skipped.update({str(k): int(v) for k, v in d["skipped"].items()})
-    for reason, files in d["skips_by_file"].items():
-        into._skips_by_file.setdefault(str(reason), Counter()).update(
-            {str(f): int(n) for f, n in files.items()}
-        )
-    for reason, file, loc in d["first_skip"]:
-        into._first_skip.setdefault((str(reason), str(file)), tuple(str(x) for x in loc))
-    for kind, file, n in d["per_kind"]:
-        into._per_kind[(str(kind), str(file))] += int(n)
 
 
 # ----------------------------------------------------------------------------- driver side
