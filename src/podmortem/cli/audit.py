@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from podmortem.cli.options import NoBuiltin, RulesDirs, SigmaDirs
 from podmortem.escape import for_terminal
 from podmortem.findings import Severity
 
@@ -57,17 +58,9 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the full result as JSON to this file.")
     ] = None,
-    sigma: Annotated[
-        list[Path] | None,
-        typer.Option("--sigma", help="Folder of Sigma rules (e.g. SigmaHQ's); repeatable."),
-    ] = None,
-    rules: Annotated[
-        list[Path] | None,
-        typer.Option("--rules", help="Folder of your own rules in podmortem's Sigma format."),
-    ] = None,
-    no_builtin: Annotated[
-        bool, typer.Option("--no-builtin", help="Do not load the built-in ruleset.")
-    ] = False,
+    sigma: SigmaDirs = None,
+    rules: RulesDirs = None,
+    no_builtin: NoBuiltin = False,
     min_severity: Annotated[
         str, typer.Option("--min-severity", help="Hide findings below this severity.")
     ] = "informational",
@@ -268,14 +261,8 @@ def hunt_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
         str | None,
         typer.Option("--since", help="RFC 3339 time or a duration back from now (24h, 7d)."),
     ] = None,
-    sigma: Annotated[
-        list[Path] | None,
-        typer.Option("--sigma", help="Folder of Sigma rules (e.g. SigmaHQ's); repeatable."),
-    ] = None,
-    rules: Annotated[
-        list[Path] | None,
-        typer.Option("--rules", help="Folder of your own rules in podmortem's Sigma format."),
-    ] = None,
+    sigma: SigmaDirs = None,
+    rules: RulesDirs = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     cluster: Annotated[
         str | None, typer.Option("--cluster", help="Only this cluster (and its log group).")

@@ -1,5 +1,6 @@
 """Options that several commands share, declared once: where the container runtimes and the
-Kubernetes API are (``acquire``, ``investigate``, ``watch``) and how a new case is named.
+Kubernetes API are (``acquire``, ``investigate``, ``watch``), which rules run (``audit
+analyze``, ``audit hunt``, ``watch``) and how a new case is named.
 
 Each is an ``Annotated`` type that a command uses as a parameter's type, so that the flag,
 its environment variable and its help read the same in every command; :func:`endpoints`
@@ -81,6 +82,15 @@ NodeAgentNamespace = Annotated[
         rich_help_panel=_RUNTIMES,
     ),
 ]
+SigmaDirs = Annotated[
+    list[Path] | None,
+    typer.Option("--sigma", help="Folder of Sigma rules (e.g. SigmaHQ's); repeatable."),
+]
+RulesDirs = Annotated[
+    list[Path] | None,
+    typer.Option("--rules", help="Folder of your own rules in podmortem's Sigma format."),
+]
+NoBuiltin = Annotated[bool, typer.Option("--no-builtin", help="Do not load the built-in ruleset.")]
 CaseId = Annotated[str | None, typer.Option("--case-id", help="Case number for a new case.")]
 Examiner = Annotated[str, typer.Option("--examiner", help="Examiner for a new case.")]
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podmortem.cli.options import DockerHost, Kubeconfig
+from podmortem.cli.options import DockerHost, Kubeconfig, NoBuiltin, RulesDirs, SigmaDirs
 from podmortem.cloud.clients import CloudConfig, provider_steps
 from podmortem.cloud.model import PROVIDERS
 from podmortem.errors import InputError
@@ -118,14 +118,9 @@ def watch(  # noqa: PLR0917 - typer maps parameters to options
     respond: Annotated[
         str, typer.Option("--respond", help="none | acquire | acquire+contain")
     ] = "acquire",
-    rules: Annotated[
-        list[Path] | None,
-        typer.Option("--rules", help="Folder of your own rules (podmortem's Sigma format)."),
-    ] = None,
-    sigma: Annotated[
-        list[Path] | None, typer.Option("--sigma", help="Folder of Sigma rules; repeatable.")
-    ] = None,
-    no_builtin: Annotated[bool, typer.Option("--no-builtin", help="No built-in rules.")] = False,
+    rules: RulesDirs = None,
+    sigma: SigmaDirs = None,
+    no_builtin: NoBuiltin = False,
     min_severity: Annotated[
         str, typer.Option("--min-severity", help="Respond to findings at or above this.")
     ] = "high",
