@@ -143,8 +143,10 @@ def export(
 def scratch_connection(
     memory_limit: str,
 ) -> tuple[duckdb.DuckDBPyConnection, tempfile.TemporaryDirectory[str]]:
+    # In memory, spilling to the scratch folder under the limit, as analyze does
+    # (audit.analyze.scratch_connection: a database file compressed and wrote every commit).
     tmp = tempfile.TemporaryDirectory(prefix="podmortem-parquet-")
-    con = duckdb.connect(str(Path(tmp.name) / "events.duckdb"))
+    con = duckdb.connect()
     con.execute("SET temp_directory = ?", [tmp.name])
     con.execute(f"SET memory_limit = '{memory_limit}'")
     return con, tmp
