@@ -207,7 +207,7 @@ def _one(
             q.query = backend.detection_query(tr, ctx)
         else:
             q.query, q.notes = _correlation(backend, rule, by_key, texts, ctx)
-    except (Unexpressible, UnknownFieldError, SigmaError, NotImplementedError) as exc:
+    except (Unexpressible, UnknownFieldError, SigmaError) as exc:
         q.query = None
         q.reason = " ".join(str(exc).split())[:500]
     return q
