@@ -150,7 +150,7 @@ class HuntBackend(TextQueryBackend):
 
     @abstractmethod
     def detection_query(self, tr: Translation, ctx: QueryContext) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     def correlation_query(self, base: Translation, agg: Aggregation, ctx: QueryContext) -> str:
         raise Unexpressible(f"{self.language} has no aggregation over time windows")
@@ -403,34 +403,34 @@ class HuntBackend(TextQueryBackend):
 
     @abstractmethod
     def str_match(self, ref: Ref, value: SigmaString, *, cased: bool) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     @abstractmethod
     def re_match(self, ref: Ref, regex: str) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     @abstractmethod
     def num_eq(self, ref: Ref, n: int) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     @abstractmethod
     def bool_eq(self, ref: Ref, b: bool) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     @abstractmethod
     def compare(self, ref: Ref, op: str, n: float) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     def cidr_match(self, ref: Ref, cidr: str) -> str:
         raise Unexpressible(f"CIDR matching is not translated to {self.language}")
 
     @abstractmethod
     def is_null(self, ref: Ref) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     @abstractmethod
     def exists(self, ref: Ref) -> str:
-        raise NotImplementedError
+        """Each language spells this part itself."""
 
     def keyword(self, value: SigmaString) -> str:
         raise Unexpressible(
