@@ -204,3 +204,56 @@ def test_refused_staging_batch_is_loaded_in_halves(
     assert len(unloadable) == 1
     assert "line 14" in str(unloadable[0].to_dict())
     assert len(calls) < 60  # not one load per record
+
+
+def _events(n: int, prefix: str = "id") -> list[dict[str, object]]:
+    return [
+        {
+            "kind": "Event",
+            "auditID": f"{prefix}-{i}",
+            "stage": "ResponseComplete",
+            "verb": "get",
+            "requestURI": f"/api/v1/namespaces/ns/pods/p{i}",
+        }
+        for i in range(n)
+    ]
+
+
+def test_carriage_returns_are_read_as_by_the_python_route(read, tmp_path: Path) -> None:
+    """The line reader refuses a carriage return (the Python route splits on LF only);
+    the JSON-objects reader then reads the file, with the same rows."""
+    p = tmp_path / "crlf.jsonl"
+    p.write_bytes(b"".join(json.dumps(e).encode() + b"\r\n" for e in _events(3)))
+    fast_result, fast = read(p)
+    _, slow = read(p, native_fast=False)
+    assert fast_result.events_read == 3
+    assert [(r["audit_id"], r["source_line"]) for r in fast] == [
+        (r["audit_id"], r["source_line"]) for r in slow
+    ]
+    assert all(json.loads(r["raw"])["verb"] == "get" for r in fast)
+
+
+def test_line_numbers_after_rows_deleted_from_an_earlier_file(read, tmp_path: Path) -> None:
+    """Rows of a later file are numbered from its own first row, whatever rowids earlier
+    deletions (residue, duplicates) left behind; an event without an auditID is keyed by
+    its file and line."""
+    first = tmp_path / "a.jsonl"
+    first.write_text("\n".join([*(json.dumps(e) for e in _events(2, "a")), "{not json"]) + "\n")
+    anonymous = {k: v for k, v in _events(1)[0].items() if k != "auditID"}
+    second = tmp_path / "b.jsonl"
+    second.write_text(
+        "\n\n".join([json.dumps(e) for e in _events(2, "b")] + [json.dumps(anonymous)])
+    )
+    result, rows = read([first, second])
+    assert result.events_read == 5
+    lines = {(Path(r["source_file"]).name, r["audit_id"]): r["source_line"] for r in rows}
+    assert lines == {
+        ("a.jsonl", "a-0"): 1,
+        ("a.jsonl", "a-1"): 2,
+        ("b.jsonl", "b-0"): 1,
+        ("b.jsonl", "b-1"): 2,
+        ("b.jsonl", None): 3,
+    }
+    keys = [r["event_key"] for r in rows if r["audit_id"] is None]
+    assert keys == [f"native:{second}:3"]
+    assert [c.kind for c in result.caveats] == ["malformed-line"]

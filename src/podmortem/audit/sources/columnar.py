@@ -18,10 +18,17 @@ from __future__ import annotations
 
 from podmortem.audit.sources.framing import MAX_LINE
 from podmortem.audit.sources.gke import grpc_map
-from podmortem.audit.sources.mapping import META_TYPE, json_structure
+from podmortem.audit.sources.mapping import (
+    BLANK,
+    META_TYPE,
+    RESIDUE,
+    SKIP,
+    blank_case,
+    json_structure,
+    text_lines,
+)
 from podmortem.audit.sources.shape import columns_literal
 
-RESIDUE = "!residue"
 # The largest single JSON document the columnar routes hand to DuckDB. A CloudWatch Logs
 # subscription payload is one PutRecord (at most 1 MiB of gzip), an Event Hub batch or a
 # filter-log-events page about 1 MiB. DuckDB's JSON reader sizes its buffers by
@@ -29,7 +36,6 @@ RESIDUE = "!residue"
 # it thrashed (200k EKS events: 11 s instead of 2.9 s). A larger document makes DuckDB
 # refuse the file, and the Python route (which allows ``MAX_DOCUMENT``) reads it.
 MAX_PAYLOAD = 64 << 20
-SKIP = "!skip:"
 EVENT = json_structure()
 
 # (kind IS NULL OR kind = 'Event') AND (auditID OR (verb AND (requestURI OR objectRef)))
@@ -39,11 +45,21 @@ _IS_EVENT = (
 )
 
 
-def _meta(provider_if_ok: str, ok: str, envelope: str, cluster: str, skip: str = "NULL") -> str:
-    """``m``: ``provider`` is ``SKIP`` + reason for a counted skip (``skip`` is a SQL
-    expression giving the reason or NULL), ``RESIDUE`` unless ``ok``, else the provider."""
+def _meta(
+    provider_if_ok: str,
+    ok: str,
+    envelope: str,
+    cluster: str,
+    skip: str = "NULL",
+    *,
+    blank: str = "false",
+) -> str:
+    """``m``: ``provider`` is ``BLANK`` for a blank line (``blank``: SQL), ``SKIP`` + reason
+    for a counted skip (``skip`` is a SQL expression giving the reason or NULL),
+    ``RESIDUE`` unless ``ok``, else the provider."""
     return (
-        f"CAST(struct_pack(provider := CASE WHEN ({skip}) IS NOT NULL THEN '{SKIP}' || ({skip})"
+        f"CAST(struct_pack(provider := CASE WHEN {blank} THEN '{BLANK}'"
+        f" WHEN ({skip}) IS NOT NULL THEN '{SKIP}' || ({skip})"
         f" WHEN {ok} THEN '{provider_if_ok}' ELSE '{RESIDUE}' END,"
         f" envelope := '{envelope}', cluster := {cluster}, line := n,"
         f" truncated := false, exec_command := NULL::VARCHAR[]) AS {META_TYPE})"
@@ -64,23 +80,16 @@ def _units(reader: str, list_path: str | None) -> str:
 
 
 def _typed_lines(fields: dict[str, object], compression: str, keep_raw: bool) -> str:
-    """Rows ``(r, n, a)`` over a JSON-lines file, ``a`` read by DuckDB's typed reader as the
-    struct ``fields``: it parses each line once, in parallel, where ``json_transform`` over
-    the objects reader parses it twice. With ``keep_raw`` the objects reader gives ``r``
-    beside it (``POSITIONAL JOIN``: both skip blank lines alike; the loader checks that no
-    row lacks ``raw``). The typed reader refuses a file in which a value cannot take its
-    type (a string where a number is expected); the caller then tries the generic form."""
-    typed = (
-        f"read_json($path::VARCHAR, format='newline_delimited', records=true,"
-        f" compression='{compression}', maximum_object_size={MAX_LINE},"
-        f" columns={columns_literal(fields)})"
+    """Rows ``(r, n, a)`` over a JSON-lines file: each line as text (:func:`.text_lines`,
+    kept as ``r`` with ``keep_raw``) and ``a``, the struct ``fields`` parsed from it once
+    (NULL for a line that is not JSON: residue), ``b`` whether the line is blank. ``n`` is
+    NULL: the loader numbers the rows by insertion order (one row per line)."""
+    raw = "CASE WHEN a IS NOT NULL THEN line END" if keep_raw else "NULL"
+    return (
+        f"SELECT {raw}::JSON AS r, NULL::BIGINT AS n, a, {blank_case('a')} AS b"  # noqa: S608 - fixed SQL text
+        f" FROM (SELECT line, try(json_transform(line, '{json_structure(fields)}')) AS a"
+        f" FROM ({text_lines(compression)}))"
     )
-    if keep_raw:
-        return (
-            f"SELECT o.json AS r, row_number() OVER () AS n, t AS a"  # noqa: S608 - fixed SQL text
-            f" FROM {typed} t POSITIONAL JOIN {_reader('lines', compression)} o"
-        )
-    return f"SELECT NULL::JSON AS r, row_number() OVER () AS n, t AS a FROM {typed} t"  # noqa: S608 - fixed SQL text
 
 
 def _reader(kind: str, compression: str) -> str:
@@ -111,16 +120,18 @@ def aks(
     *,
     records_doc: bool,
     lines: bool = True,
-    typed: bool = False,
+    by_line: bool = False,
 ) -> str:
     """AKS diagnostic records: storage-blob lines (one record per line), or Event Hub /
     storage documents ``{"records": [...]}`` (``n`` is then the document's index). Records
     of other categories are counted skips; the rest must carry an Event in ``properties.log``.
 
-    ``typed`` (blob lines only): the typed reader reads ``properties.log`` as text whether
-    it is a string or an object (DuckDB renders an object as its JSON text), so the inner
-    Event is parsed once, and only for audit categories: four times faster than unwrapping
-    JSON values (48k records: 1.5 s to 0.35 s)."""
+    ``by_line`` (blob lines only): each line is read as text (:func:`_typed_lines`) and
+    ``properties.log`` taken as text whether it is a string or an object (DuckDB renders
+    an object as its JSON text), so the inner Event is parsed once, and only for audit
+    categories: four times faster than unwrapping JSON values (48k records: 1.5 s to
+    0.35 s). The CSV reader behind it refuses some files (see :func:`.text_lines`); the
+    caller then uses the generic form."""
     fields: dict[str, object] = {
         "category": "VARCHAR",
         "properties": {"log": "JSON"},
@@ -137,15 +148,16 @@ def aks(
         " THEN 'aks: category ' || left(a.category, 60) END"
     )
     ok = f"a.category IN ('kube-audit', 'kube-audit-admin') AND {_IS_EVENT}"
-    if typed and not records_doc:
+    if by_line and not records_doc:
         units = _typed_lines({**fields, "properties": {"log": "VARCHAR"}}, compression, keep_raw)
         event = (
             "CASE WHEN a.category IN ('kube-audit', 'kube-audit-admin')"
             f" THEN try(json_transform(a.properties.log, '{EVENT}')) END"
         )
         return f"""
-      SELECT e, {_meta("aks", ok, "blob-lines", cluster, skip)} AS m, r, $file::VARCHAR AS f, n
-      FROM (SELECT r, n, a, {event} AS e FROM ({units}))"""  # noqa: S608 - fixed SQL text, values bound
+      SELECT e, {_meta("aks", ok, "blob-lines", cluster, skip, blank="b")} AS m, r,
+             $file::VARCHAR AS f, n
+      FROM (SELECT r, n, a, b, {event} AS e FROM ({units}))"""  # noqa: S608 - fixed SQL text, values bound
     if records_doc:
         layout = "newline_delimited" if lines else "unstructured"
         units = _units(_reader(layout, compression), "$.records")
@@ -253,7 +265,7 @@ def eks_filter_log_events(compression: str, keep_raw: bool, *, lines: bool = Fal
         FROM (SELECT r, n, json_transform(r, '{le}') AS a FROM ({units})))"""  # noqa: S608 - fixed SQL text, values bound
 
 
-def gke(compression: str, keep_raw: bool, *, layout: str = "lines", typed: bool = False) -> str:
+def gke(compression: str, keep_raw: bool, *, layout: str = "lines", by_line: bool = False) -> str:
     """Cloud Audit Log entries, one per line (``layout="lines"``) or in a JSON array
     (``"array"``, as ``gcloud logging read --format=json`` writes): the Kubernetes API calls
     of the plain shape
@@ -355,25 +367,26 @@ def gke(compression: str, keep_raw: bool, *, layout: str = "lines", typed: bool 
         " THEN 'gke: audit entry of service ' || left(p.serviceName, 60) END"
     )
     envelope = "jsonl" if layout == "lines" else "array"
-    if typed and layout == "lines":
-        # one parse per line (the typed reader) instead of two (objects, then transform)
-        units = f"SELECT r, n, a AS g FROM ({_typed_lines(fields, compression, keep_raw)})"  # noqa: S608 - fixed SQL text
+    cluster = "g.resource.labels.cluster_name"
+    if by_line and layout == "lines":
+        # one parse per line, in parallel, instead of two (objects, then transform)
+        units = f"SELECT r, n, a AS g, b FROM ({_typed_lines(fields, compression, keep_raw)})"  # noqa: S608 - fixed SQL text
     else:
         units = (
-            f"SELECT json AS r, row_number() OVER () AS n, json_transform(json, '{entry}') AS g"  # noqa: S608 - fixed SQL text
-            f" FROM {_reader(layout, compression)}"
+            f"SELECT json AS r, row_number() OVER () AS n, json_transform(json, '{entry}') AS g,"  # noqa: S608 - fixed SQL text
+            f" false AS b FROM {_reader(layout, compression)}"
         )
     return f"""
-      SELECT e, {_meta("gke", ok, envelope, "g.resource.labels.cluster_name", skip)} AS m,
+      SELECT e, {_meta("gke", ok, envelope, cluster, skip, blank="b")} AS m,
              {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
       FROM (
-        SELECT r, n, g, p, {event} AS e
+        SELECT r, n, g, b, p, {event} AS e
         FROM (
-          SELECT r, n, g, g.protoPayload AS p, parts, parts[3:] AS rest,
+          SELECT r, n, g, b, g.protoPayload AS p, parts, parts[3:] AS rest,
                  coalesce(TRY_CAST(json_extract(g.protoPayload.status, '$.code') AS BIGINT), 0)
                    AS sc
           FROM (
-            SELECT r, n, g,
+            SELECT r, n, g, b,
                    list_filter(string_split(g.protoPayload.resourceName, '/'),
                                lambda x: x <> '') AS parts
             FROM ({units}))))"""  # noqa: S608 - fixed SQL text, values bound

@@ -31,11 +31,11 @@ import orjson
 from podmortem.audit.model import TABLE, create_table
 from podmortem.audit.sources import columnar, detect, framing, mapping
 from podmortem.audit.sources.classify import dispatch
-from podmortem.audit.sources.columnar import RESIDUE, SKIP
 from podmortem.audit.sources.context import Ctx, Where
 from podmortem.audit.sources.detect import SNIFF_BYTES, Framing, Sniff, sniff
 from podmortem.audit.sources.eks import handle_export_line
 from podmortem.audit.sources.inputs import InputFile, expand, open_layers
+from podmortem.audit.sources.mapping import BLANK, RESIDUE, SKIP
 from podmortem.audit.sources.native import salvage_and_report
 from podmortem.audit.sources.staging import Stager
 from podmortem.audit.sources.tally import LoadResult, Tally
@@ -236,8 +236,8 @@ def _read_file(  # noqa: PLR0917 - internal, called once
         return
     sources = _columnar_sources(sn, keep_raw, found) if native_fast else []
     unit = "line" if sn.framing is Framing.JSONL else "value"
-    for source, paired in sources:
-        residue = _columnar(f, con, table, source, tally=tally, unit=unit, paired=paired)
+    for source, by_line in sources:
+        residue = _columnar(f, con, table, source, tally=tally, unit=unit, by_line=by_line)
         if residue is not None:
             if residue:
                 _read_python(f, sn.framing, ctx, only=residue)
@@ -247,39 +247,32 @@ def _read_file(  # noqa: PLR0917 - internal, called once
 
 def _columnar_sources(sn: Sniff, keep_raw: bool, found: list[str]) -> list[tuple[str, bool]]:
     """The DuckDB relations for this file, to try in order, if a columnar route fits it;
-    each with whether it pairs two readers side by side (see :func:`_columnar`)."""
+    each with whether its rows come one per line without a number (``n`` NULL), for
+    :func:`_columnar` to number by insertion order."""
     if len(found) > 1 or sn.route is None:
         return []  # DuckDB peels one compression layer
     compression = found[0] if found else "none"
-    if sn.route == detect.NATIVE and sn.framing is Framing.JSONL:
-        pred = (
-            "(e.kind IS NULL OR e.kind = 'Event') AND (nullif(e.auditID, '') IS NOT NULL"
-            " OR (e.verb IS NOT NULL AND (e.requestURI IS NOT NULL OR e.objectRef IS NOT NULL)))"
-        )
-        out: list[tuple[str, bool]] = []
-        # with raw, the typed reader paired with the objects reader parses each line once
-        # (about twice as fast); it refuses a mistyped file, which the next form reads.
-        # Not for compressed input: each reader would decompress it (no faster, twice the CPU)
-        for typed in (True, False) if keep_raw and compression == "none" else (False,):
-            source = mapping.native_source(keep_raw=keep_raw, compression=compression, typed=typed)
-            out.append(
-                (
-                    f"SELECT e, struct_update(m, provider := CASE WHEN {pred} THEN m.provider"  # noqa: S608 - plain identifier, values bound
-                    f" ELSE '{RESIDUE}' END) AS m, r, f, n FROM ({source})",
-                    typed,
-                )
-            )
-        return out
-    if sn.route == detect.AKS_BLOB and sn.framing is Framing.JSONL:
-        # typed first (parses each record once); it refuses a mistyped file, the generic
-        # form then reads it
+    lines = sn.framing is Framing.JSONL
+    if sn.route == detect.NATIVE and lines:
+        # line by line first (parallel, one parse per line); the CSV reader behind it
+        # refuses some files (a carriage return, invalid UTF-8), which the objects reader
+        # then reads. Without raw only the typed reader: when it refuses a mistyped value,
+        # the Python route reports it (a lenient reader would drop it unseen)
         return [
-            (columnar.aks(compression, keep_raw, records_doc=False, typed=True), keep_raw),
+            (
+                mapping.native_source(keep_raw=keep_raw, compression=compression, by_line=by_line),
+                by_line,
+            )
+            for by_line in ((True, False) if keep_raw else (True,))
+        ]
+    if sn.route == detect.AKS_BLOB and lines:
+        return [
+            (columnar.aks(compression, keep_raw, records_doc=False, by_line=True), True),
             (columnar.aks(compression, keep_raw, records_doc=False), False),
         ]
-    if sn.route == detect.GKE_LINES and sn.framing is Framing.JSONL:
+    if sn.route == detect.GKE_LINES and lines:
         return [
-            (columnar.gke(compression, keep_raw, layout="lines", typed=True), keep_raw),
+            (columnar.gke(compression, keep_raw, layout="lines", by_line=True), True),
             (columnar.gke(compression, keep_raw, layout="lines"), False),
         ]
     envelope = _columnar_source(sn, keep_raw, compression)
@@ -313,17 +306,17 @@ def _columnar(
     *,
     tally: Tally,
     unit: str,
-    paired: bool = False,
+    by_line: bool = False,
 ) -> set[int] | None:
     """DuckDB reads the file. Returns the units (lines, or values of a JSON file) holding
     residue rows, deleted here to be re-read whole in Python; None when DuckDB refused the
     file (then the next relation, or the Python route, reads all of it). Rows marked as
     skips are counted here, except in residue units (the Python reader will count those).
-    A ``paired`` relation joins two readers of the file by position: should they ever
-    split it differently, a row lacks ``raw`` and the whole result is discarded."""
+    A ``by_line`` relation gives one row per non-blank line, unnumbered: the rows are
+    numbered here by insertion order, which DuckDB keeps (``preserve_insertion_order``)."""
     with _transaction(con):
         return _columnar_in_transaction(
-            f, con, table, source, tally=tally, unit=unit, paired=paired
+            f, con, table, source, tally=tally, unit=unit, by_line=by_line
         )
 
 
@@ -335,21 +328,15 @@ def _columnar_in_transaction(
     *,
     tally: Tally,
     unit: str,
-    paired: bool,
+    by_line: bool,
 ) -> set[int] | None:
     before = _max_rowid(con, table)
     try:
         con.execute(mapping.insert_sql(table, source), {"file": f.name, "path": str(f.path)})
     except mapping.DUCKDB_ERRORS:
         return None
-    if paired:
-        row = con.execute(
-            f'SELECT count(*) FROM "{table}" WHERE rowid > ? AND raw IS NULL',  # noqa: S608 - plain identifier, values bound
-            [before],
-        ).fetchone()
-        if row is None or row[0]:
-            con.execute(f'DELETE FROM "{table}" WHERE rowid > ?', [before])  # noqa: S608 - plain identifier, values bound
-            return None
+    if by_line:
+        _number_lines(con, table, before)
     units = sorted(
         int(r[0])
         for r in con.execute(
@@ -371,6 +358,31 @@ def _columnar_in_transaction(
         [before, "!", units],
     )
     return set(units)
+
+
+def _number_lines(con: duckdb.DuckDBPyConnection, table: str, before: int) -> None:
+    """Line numbers (records, as :func:`.framing.iter_lines` counts them) for the rows just
+    inserted one per line, and the event key of those without an auditID, which is made
+    from it. The new rows' rowids are consecutive, in file order, from the first one
+    (deleted rows before them keep their rowids: ``before`` is no start)."""
+    row = con.execute(
+        f'SELECT count(*) FROM "{table}" WHERE rowid > ? AND provider = ?',  # noqa: S608 - plain identifier, values bound
+        [before, BLANK],
+    ).fetchone()
+    if row and row[0]:
+        # blank lines are no records: number the others (rare; a window over the file)
+        numbers = f"""(SELECT rowid AS rid, row_number() OVER (ORDER BY rowid) AS k
+                       FROM "{table}" WHERE rowid > $before AND provider <> '{BLANK}')"""  # noqa: S608 - plain identifier, values bound
+    else:
+        numbers = f"""(SELECT rowid AS rid, rowid - min(rowid) OVER () + 1 AS k
+                       FROM "{table}" WHERE rowid > $before)"""  # noqa: S608 - plain identifier, values bound
+    con.execute(
+        f'''UPDATE "{table}" SET source_line = x.k,
+              event_key = coalesce(event_key, provider || ':' || source_file || ':'
+                                   || CAST(x.k AS VARCHAR))
+            FROM {numbers} x WHERE "{table}".rowid = x.rid''',  # noqa: S608 - plain identifier, values bound
+        {"before": before},
+    )
 
 
 def _read_python(f: InputFile, fr: Framing, ctx: Ctx, only: set[int] | None = None) -> None:

@@ -94,51 +94,103 @@ def insert_sql(table: str, source: str) -> str:
     return f'INSERT INTO "{table}" SELECT\n  {select}\nFROM ({source})'
 
 
+# ``m.provider`` of a row that is not an event of the route: re-read in Python (residue),
+# a counted skip (the reason follows), or a blank line (no record at all).
+RESIDUE = "!residue"
+SKIP = "!skip:"
+BLANK = "!blank"
+
+# A line of the CSV reader that is blank as :func:`.framing.iter_lines` sees it (nothing
+# but what Python's ``bytes.strip()`` removes): not a record. Evaluated only on rows that
+# did not parse (``CASE``): trimming every line copied it, and took 1.5 s of a 2 s load.
+_BLANK_LINE = "(line IS NULL OR trim(line, ' ' || chr(9) || chr(11) || chr(12)) = '')"
+
+
+def blank_case(parsed: str) -> str:
+    """True for a blank line, given the SQL of what was parsed from ``line``."""
+    return f"CASE WHEN {parsed} IS NULL THEN {_BLANK_LINE} ELSE false END"
+
+
+# An Event of the native shape: (kind absent or Event) and (auditID, or verb and a target)
+_IS_NATIVE_EVENT = (
+    "(e.kind IS NULL OR e.kind = 'Event') AND (nullif(e.auditID, '') IS NOT NULL"
+    " OR (e.verb IS NOT NULL AND (e.requestURI IS NOT NULL OR e.objectRef IS NOT NULL)))"
+)
+
+
+def text_lines(compression: str) -> str:
+    """Rows ``(line)``: each non-blank line of a JSON-lines file as text, in file order.
+
+    DuckDB's CSV reader splits the file on ``\\n`` in parallel, with a delimiter (U+0001)
+    and no quote or escape, so a line of valid JSON is one column, verbatim: JSON text
+    cannot hold a raw control character. It is strict where a silent difference from the
+    Python route could creep in, and then refuses the whole file (the caller falls back to
+    the JSON-objects reader): a carriage return anywhere (the Python route splits on
+    ``\\n`` only, and would number lines differently), U+0001, invalid UTF-8, a line
+    longer than ``MAX_LINE``. Against the typed JSON reader paired by position with the
+    objects reader (the previous route), this parses each line once and keeps every step
+    parallel. It carries no line number (``row_number()`` serialises the insert): the
+    loader numbers the rows by insertion order afterwards. Blank lines come through as
+    rows (see :func:`blank_case`), so that the relation stays one row per line."""
+    return (
+        f"SELECT line FROM read_csv($path::VARCHAR, columns={{'line': 'VARCHAR'}},"  # noqa: S608 - fixed SQL text, values bound
+        " delim='\x01', quote='', escape='', header=false, auto_detect=false,"
+        f" new_line='\\n', compression='{compression}', max_line_size={MAX_LINE})"
+    )
+
+
 def native_source(
-    *, keep_raw: bool, compression: str, envelope: str = "jsonl", typed: bool = False
+    *, keep_raw: bool, compression: str, envelope: str = "jsonl", by_line: bool = True
 ) -> str:
     """Relation over a native JSONL file (parameters ``$path``, ``$file``).
 
-    With ``keep_raw`` each line is read as JSON text (kept in ``raw``) and transformed into
-    the typed struct; a value of the wrong type reads as NULL in its column and is still in
-    ``raw`` (``json_transform_strict`` cannot be used: it also rejects absent keys). Without
-    it DuckDB's typed reader is used, about twice as fast, which refuses a mistyped file
-    outright (the Python route then reads it and reports the field); ``raw`` is NULL and
-    the file and line locate the original.
+    With ``keep_raw`` each line is read as text (:func:`text_lines`, kept in ``raw``) and
+    transformed into the typed struct: a value of the wrong type reads as NULL in its
+    column and is still in ``raw`` (``json_transform_strict`` cannot be used: it also
+    rejects absent keys). A line that is not an Event (not JSON, another kind, no
+    auditID...) is residue, for the Python route to salvage and report. Without ``keep_raw``
+    DuckDB's typed reader is used, which refuses a file with a mistyped value outright:
+    the Python route then reads it and reports the field, which would otherwise be lost.
+    Both read in parallel and leave ``n`` NULL: the loader numbers the rows by insertion
+    order.
 
-    ``typed`` with ``keep_raw``: the typed reader gives ``e`` and the JSON-objects reader
-    gives ``raw``, side by side (``POSITIONAL JOIN``: both split the file into the same
-    records, blank lines skipped alike). It parses each line once instead of twice (about
-    twice as fast) but, like the typed reader alone, refuses a whole file in which some
-    field has the wrong type; the caller then uses the form without ``typed``.
+    ``by_line=False``: the JSON-objects reader, numbered here; for a file the line
+    readers refuse (a carriage return, invalid UTF-8, a mistyped value...). It refuses a
+    file with a line that is not JSON (the Python route then reads all of it).
     """
+    provider = f"CASE WHEN {_IS_NATIVE_EVENT} THEN 'native' ELSE '{RESIDUE}' END"
+    if by_line and keep_raw:
+        provider = f"CASE WHEN {blank_case('e')} THEN '{BLANK}' ELSE {provider} END"
     meta = (
-        f"CAST({{'provider': 'native', 'envelope': '{envelope}', 'cluster': NULL, "
+        f"CAST({{'provider': {provider}, 'envelope': '{envelope}', 'cluster': NULL, "
         f"'line': NULL, 'truncated': false, 'exec_command': NULL}} AS {META_TYPE})"
     )
+    struct = _json_structure()
+    if by_line and keep_raw:
+        return (
+            f"SELECT e, {meta} AS m, CASE WHEN e IS NOT NULL THEN line END::JSON AS r,"  # noqa: S608 - plain identifiers, values bound
+            " $file::VARCHAR AS f, NULL::BIGINT AS n"
+            f" FROM (SELECT line, try(json_transform(line, '{struct}')) AS e"
+            f" FROM ({text_lines(compression)}))"
+        )
+    if by_line:
+        typed_reader = (
+            f"read_json($path::VARCHAR, format='newline_delimited', records=true,"
+            f" compression='{compression}', maximum_object_size={MAX_LINE},"
+            f" columns={EVENT_COLUMNS})"
+        )
+        return (
+            f"SELECT e, {meta} AS m, NULL::JSON AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
+            f" NULL::BIGINT AS n FROM (SELECT t AS e FROM {typed_reader} t)"
+        )
     objects = (
         f"read_ndjson_objects($path::VARCHAR, compression='{compression}',"
         f" maximum_object_size={MAX_LINE})"
     )
-    typed_reader = (
-        f"read_json($path::VARCHAR, format='newline_delimited', records=true,"
-        f" compression='{compression}', maximum_object_size={MAX_LINE},"
-        f" columns={EVENT_COLUMNS})"
-    )
-    if keep_raw and typed:
-        return (
-            f"SELECT t AS e, {meta} AS m, o.json AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
-            f" row_number() OVER () AS n FROM {typed_reader} t POSITIONAL JOIN {objects} o"
-        )
-    if keep_raw:
-        struct = _json_structure()
-        return (
-            f"SELECT json_transform(json, '{struct}') AS e, {meta} AS m, json AS r,"  # noqa: S608 - plain identifiers, values bound
-            f" $file::VARCHAR AS f, row_number() OVER () AS n FROM {objects}"
-        )
     return (
-        f"SELECT t AS e, {meta} AS m, NULL::JSON AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
-        f" row_number() OVER () AS n FROM {typed_reader} t"
+        f"SELECT e, {meta} AS m, {'json' if keep_raw else 'NULL::JSON'} AS r,"  # noqa: S608 - plain identifiers, values bound
+        f" $file::VARCHAR AS f, n FROM (SELECT json, json_transform(json, '{struct}') AS e,"
+        f" row_number() OVER () AS n FROM {objects})"
     )
 
 
