@@ -156,13 +156,19 @@ def analyze(
     table: str = TABLE,
     policy: ActorPolicy | None = None,
     stdin: BinaryIO | None = None,
-    keep_raw: bool = True,
+    keep_raw: bool | None = None,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     reconstruction: bool = True,
 ) -> AnalysisResult:
     """Load ``inputs`` (files, folders, ``-``), run the rules, return the result.
 
-    ``con`` defaults to an in-memory DuckDB, or the case index with ``case``."""
+    ``con`` defaults to an in-memory DuckDB, or the case index with ``case``.
+
+    ``keep_raw``: copy each record read by a columnar route into the ``raw`` column. By
+    default only when a rule reads it (Sigma keywords): the original is in the input file
+    (with ``case``, its hashed artifact) at ``source_file``/``source_line``, and copying it
+    doubled the load of 1M events (17.3 s against 7.5 s, peak RSS 1.8 against 1.2 GB).
+    Records the Python route reads (truncated, salvaged, unusual shapes) always keep it."""
     if not inputs:
         raise InputError("no input given")
     seconds: dict[str, float] = {}
@@ -173,6 +179,8 @@ def analyze(
         else load_rules(builtin=builtin, sigma_dirs=sigma_dirs, rules_dirs=rules_dirs)
     )
     seconds["rules"] = time.perf_counter() - t0
+    if keep_raw is None:
+        keep_raw = rules.reads_raw
 
     evidence: list[dict[str, Any]] = []
     own_con = con is None

@@ -54,6 +54,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("provider", "VARCHAR", "native|eks|aks|gke"),
     ("envelope", "VARCHAR", "e.g. jsonl, eventlist, eks-filter-log-events, aks-records, gke-array"),
     ("cluster", "VARCHAR", "cluster name when the envelope says it"),
+    ("log_name", "VARCHAR", "the provider's log: GKE logName, AKS category, EKS log stream"),
     ("source_file", "VARCHAR", "input file (as given)"),
     ("source_line", "BIGINT", "line number (1-based) or record index inside the file"),
     ("raw", "JSON", "the original record as read, untouched"),

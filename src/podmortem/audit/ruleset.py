@@ -92,6 +92,11 @@ class RuleSet:
     def correlations(self) -> list[AuditRule]:
         return [r for r in self.rules if r.correlation is not None]
 
+    @property
+    def reads_raw(self) -> bool:
+        """Whether some rule searches the original record (Sigma keywords read ``raw``)."""
+        return any('"raw"' in (r.sql or "") for r in self.rules)
+
     def count(self, origin: Origin) -> int:
         return sum(1 for r in self.rules if r.origin == origin)
 

@@ -75,6 +75,14 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
     spark_master: Annotated[
         str, typer.Option("--spark-master", help="Spark master URL for --engine spark.")
     ] = "local[2]",
+    keep_raw: Annotated[
+        bool,
+        typer.Option(
+            "--keep-raw",
+            help="Copy every original record into the event table's raw column (by default"
+            " only when a rule reads it: source_file and source_line point at the original).",
+        ),
+    ] = False,
     spark_scratch: Annotated[
         str | None,
         typer.Option(
@@ -115,6 +123,7 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
             builtin=not no_builtin,
             min_severity=level,
             scratch=spark_scratch,
+            keep_raw=True if keep_raw else None,
         )
         case = None
     else:
@@ -126,6 +135,7 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
             rules_dirs=rules or (),
             builtin=not no_builtin,
             min_severity=level,
+            keep_raw=True if keep_raw else None,
         )
     if json_out is not None:
         doc = result.to_dict()

@@ -170,3 +170,41 @@ def test_bad_min_severity_is_a_usage_error(tmp_path: Path) -> None:
     log = _write(tmp_path, EXEC)
     res = CliRunner().invoke(app, ["audit", "analyze", str(log), "--min-severity", "urgent"])
     assert res.exit_code == 2
+
+
+def _raw_and_origin(case_dir: Path) -> tuple[object, str, int]:
+    import duckdb
+
+    con = duckdb.connect(str(Case.open(case_dir).index_path), read_only=True)
+    row = con.execute("SELECT raw, source_file, source_line FROM audit_events").fetchone()
+    con.close()
+    assert row is not None
+    return row[0], str(row[1]), int(row[2])
+
+
+def test_raw_is_kept_only_when_asked_or_read_by_a_rule(tmp_path: Path) -> None:
+    """By default the original record stays in the (hashed) artifact, located by file and
+    line; --keep-raw copies it into the index, and so does a rule that reads it (keywords)."""
+    quiet = {**EXEC, "auditID": "00000000-0000-0000-0000-00000000000a"}
+    log = _write(tmp_path, quiet, EXEC)
+    kw = tmp_path / "kw"
+    kw.mkdir()
+    (kw / "keyword.yml").write_text(
+        "title: keyword\nid: 2b0a4a4e-5f0e-4d55-9a51-2f7f4f3f1a10\nstatus: test\n"
+        "logsource: {product: kubernetes, service: audit}\n"
+        "detection:\n  keywords: [mallory]\n  condition: keywords\nlevel: low\n"
+    )
+    runs = {"default": [], "keep": ["--keep-raw"], "keyword": ["--sigma", str(kw)]}
+    kept = {}
+    for name, extra in runs.items():
+        case_dir = tmp_path / name
+        Case.init(case_dir, case_id=name, examiner="tester")
+        res = CliRunner().invoke(
+            app, ["audit", "analyze", str(log), "--case", str(case_dir), *extra]
+        )
+        assert res.exit_code == 0, res.output
+        raw, source, line = _raw_and_origin(case_dir)
+        original = (case_dir / source).read_text().splitlines()[line - 1]
+        assert json.loads(original)["auditID"] == quiet["auditID"]
+        kept[name] = raw is not None and json.loads(str(raw)) == quiet
+    assert kept == {"default": False, "keep": True, "keyword": True}

@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
 from sources_helpers import by_id
 
 
@@ -217,3 +218,18 @@ def test_folder_of_every_fixture(read, fixtures: Path) -> None:
     assert "native/eventlist" not in result.events_by_source
     assert result.duplicates >= 4
     assert result.skipped["file not recognised as an audit log"] == 1
+
+
+@pytest.mark.parametrize("keep_raw", [True, False])
+def test_provider_log_is_kept_without_raw(read, fixtures: Path, keep_raw: bool) -> None:
+    """The gaps analysis tells GKE Admin Activity from Data Access logs, and AKS
+    kube-audit from kube-audit-admin, by the provider's log: a column of its own, filled
+    by every route whether or not the original record is copied."""
+    files = ["gke-entries.jsonl", "aks-blob-lines.jsonl", "eks-filter-log-events.json"]
+    _, rows = read([fixtures / f for f in files], keep_raw=keep_raw)
+    logs: dict[str, set[str]] = {}
+    for r in rows:
+        logs.setdefault(r["provider"], set()).add(str(r["log_name"]))
+    assert {p: any("cloudaudit.googleapis.com" in x for x in v) for p, v in logs.items()}["gke"]
+    assert logs["aks"] <= {"kube-audit", "kube-audit-admin"}
+    assert all(x.startswith("kube-apiserver-audit") for x in logs["eks"])

@@ -52,6 +52,7 @@ def _meta(
     cluster: str,
     skip: str = "NULL",
     *,
+    log: str = "NULL",
     blank: str = "false",
 ) -> str:
     """``m``: ``provider`` is ``BLANK`` for a blank line (``blank``: SQL), ``SKIP`` + reason
@@ -61,7 +62,7 @@ def _meta(
         f"CAST(struct_pack(provider := CASE WHEN {blank} THEN '{BLANK}'"
         f" WHEN ({skip}) IS NOT NULL THEN '{SKIP}' || ({skip})"
         f" WHEN {ok} THEN '{provider_if_ok}' ELSE '{RESIDUE}' END,"
-        f" envelope := '{envelope}', cluster := {cluster}, line := n,"
+        f" envelope := '{envelope}', cluster := {cluster}, log := {log}, line := n,"
         f" truncated := false, exec_command := NULL::VARCHAR[]) AS {META_TYPE})"
     )
 
@@ -154,9 +155,9 @@ def aks(
             "CASE WHEN a.category IN ('kube-audit', 'kube-audit-admin')"
             f" THEN try(json_transform(a.properties.log, '{EVENT}')) END"
         )
+        meta = _meta("aks", ok, "blob-lines", cluster, skip, log="a.category", blank="b")
         return f"""
-      SELECT e, {_meta("aks", ok, "blob-lines", cluster, skip, blank="b")} AS m, r,
-             $file::VARCHAR AS f, n
+      SELECT e, {meta} AS m, r, $file::VARCHAR AS f, n
       FROM (SELECT r, n, a, b, {event} AS e FROM ({units}))"""  # noqa: S608 - fixed SQL text, values bound
     if records_doc:
         layout = "newline_delimited" if lines else "unstructured"
@@ -166,7 +167,7 @@ def aks(
         units = _units(_reader("lines", compression), None)
         envelope = "blob-lines"
     return f"""
-      SELECT e, {_meta("aks", ok, envelope, cluster, skip)} AS m,
+      SELECT e, {_meta("aks", ok, envelope, cluster, skip, log="a.category")} AS m,
              {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
       FROM (
         SELECT r, n, a, {_event_of_text("a.properties.log")} AS e
@@ -231,8 +232,9 @@ def eks_subscription(compression: str, keep_raw: bool, layout: str = "unstructur
         if keep_raw
         else "NULL::JSON"
     )
+    meta = _meta("eks", ok, "cloudwatch-subscription", cluster, skip, log="a.logStream")
     return f"""
-      SELECT e, {_meta("eks", ok, "cloudwatch-subscription", cluster, skip)} AS m,
+      SELECT e, {meta} AS m,
              {raw} AS r, $file::VARCHAR AS f, n
       FROM (
         SELECT a, n, le, CASE WHEN a.messageType = 'DATA_MESSAGE'
@@ -257,7 +259,14 @@ def eks_filter_log_events(compression: str, keep_raw: bool, *, lines: bool = Fal
     ok = f"a.message IS NOT NULL AND {_IS_EVENT}"
     return f"""
       SELECT e, {
-        _meta("eks", ok, "filter-log-events", "NULL::VARCHAR", _eks_skip("a.logStreamName"))
+        _meta(
+            "eks",
+            ok,
+            "filter-log-events",
+            "NULL::VARCHAR",
+            _eks_skip("a.logStreamName"),
+            log="a.logStreamName",
+        )
     } AS m,
              {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
       FROM (
@@ -273,6 +282,7 @@ def gke(compression: str, keep_raw: bool, *, layout: str = "lines", by_line: boo
     Python reader spells out) are mapped here, as :mod:`podmortem.audit.sources.gke` does."""
     fields: dict[str, object] = {
         "insertId": "VARCHAR",
+        "logName": "VARCHAR",
         "labels": "JSON",
         "operation": {"id": "VARCHAR", "first": "JSON", "last": "JSON"},
         "protoPayload": {
@@ -377,7 +387,7 @@ def gke(compression: str, keep_raw: bool, *, layout: str = "lines", by_line: boo
             f" false AS b FROM {_reader(layout, compression)}"
         )
     return f"""
-      SELECT e, {_meta("gke", ok, envelope, cluster, skip, blank="b")} AS m,
+      SELECT e, {_meta("gke", ok, envelope, cluster, skip, log="g.logName", blank="b")} AS m,
              {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
       FROM (
         SELECT r, n, g, b, p, {event} AS e

@@ -72,6 +72,7 @@ EXPRESSIONS: dict[str, str] = {
     "provider": "m.provider",
     "envelope": "m.envelope",
     "cluster": "m.cluster",
+    "log_name": "m.log",
     "source_file": "f",
     "source_line": "n",
     "raw": "r",
@@ -163,7 +164,7 @@ def native_source(
         provider = f"CASE WHEN {blank_case('e')} THEN '{BLANK}' ELSE {provider} END"
     meta = (
         f"CAST({{'provider': {provider}, 'envelope': '{envelope}', 'cluster': NULL, "
-        f"'line': NULL, 'truncated': false, 'exec_command': NULL}} AS {META_TYPE})"
+        f"'log': NULL, 'line': NULL, 'truncated': false, 'exec_command': NULL}} AS {META_TYPE})"
     )
     struct = _json_structure()
     if by_line and keep_raw:
@@ -194,6 +195,14 @@ def native_source(
     )
 
 
+# The provider's log of a record read by the Python route, from the record it kept in raw
+# (the columnar routes read the same field of the same record).
+_STAGED_LOG = (
+    "CASE m.provider WHEN 'gke' THEN r->>'$.logName' WHEN 'aks' THEN r->>'$.category'"
+    " WHEN 'eks' THEN coalesce(r->>'$.logStream', r->>'$.logStreamName') END"
+)
+
+
 def staged_source(*, lenient: bool = False) -> str:
     """Relation over a staging NDJSON file (parameters ``$file``, ``$path``). The typed
     reader refuses a batch in which a field has a type the Event does not allow; the
@@ -205,7 +214,8 @@ def staged_source(*, lenient: bool = False) -> str:
     else:
         columns, event = STAGED_COLUMNS, "e"
     return (
-        f"SELECT {event} AS e, m, r, $file::VARCHAR AS f, m.line AS n"  # noqa: S608 - plain identifiers, values bound
+        f"SELECT {event} AS e, struct_update(m, log := {_STAGED_LOG}) AS m, r,"  # noqa: S608 - plain identifiers, values bound
+        " $file::VARCHAR AS f, m.line AS n"
         " FROM read_json($path::VARCHAR, format='newline_delimited', records=true,"
         f" maximum_object_size={MAX_LINE * 4},"
         f" compression='none', columns={columns})"

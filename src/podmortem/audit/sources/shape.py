@@ -57,6 +57,7 @@ META_FIELDS: dict[str, Any] = {
     "provider": "VARCHAR",
     "envelope": "VARCHAR",
     "cluster": "VARCHAR",
+    "log": "VARCHAR",
     "line": "BIGINT",
     "truncated": "BOOLEAN",
     "exec_command": ["VARCHAR"],

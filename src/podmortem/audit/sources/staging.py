@@ -56,6 +56,7 @@ class Stager:
             "provider": provider,
             "envelope": envelope,
             "cluster": cluster if isinstance(cluster, str) else None,
+            "log": None,  # taken from raw when loaded (mapping.staged_source)
             "line": line,
             "truncated": truncated,
             "exec_command": list(exec_command) if exec_command is not None else None,
