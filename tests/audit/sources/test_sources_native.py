@@ -257,3 +257,19 @@ def test_line_numbers_after_rows_deleted_from_an_earlier_file(read, tmp_path: Pa
     keys = [r["event_key"] for r in rows if r["audit_id"] is None]
     assert keys == [f"native:{second}:3"]
     assert [c.kind for c in result.caveats] == ["malformed-line"]
+
+
+@pytest.mark.parametrize("keep_raw", [True, False])
+def test_line_longer_than_the_fast_routes_take(read, tmp_path: Path, keep_raw: bool) -> None:
+    """The parallel line routes take lines up to FAST_LINE; a longer one (a big response
+    body) makes them refuse the file, and the next route, with the Python limit, reads it
+    whole."""
+    from podmortem.audit.sources.mapping import FAST_LINE
+
+    big = {**_events(1, "big")[0], "responseObject": {"blob": "x" * (FAST_LINE + 1024)}}
+    p = tmp_path / "big.jsonl"
+    p.write_text("\n".join(json.dumps(e) for e in [*_events(2), big]) + "\n")
+    result, rows = read(p, keep_raw=keep_raw)
+    assert result.events_read == 3 and not result.caveats
+    assert [r["source_line"] for r in rows] == [1, 2, 3]
+    assert len(rows[2]["response_object"]) > FAST_LINE

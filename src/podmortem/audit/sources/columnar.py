@@ -83,11 +83,12 @@ def _units(reader: str, list_path: str | None) -> str:
 def _typed_lines(fields: dict[str, object], compression: str, keep_raw: bool) -> str:
     """Rows ``(r, n, a)`` over a JSON-lines file: each line as text (:func:`.text_lines`,
     kept as ``r`` with ``keep_raw``) and ``a``, the struct ``fields`` parsed from it once
-    (NULL for a line that is not JSON: residue), ``b`` whether the line is blank. ``n`` is
-    NULL: the loader numbers the rows by insertion order (one row per line)."""
+    (NULL for a line that is not JSON: residue), ``b`` whether the line is blank, ``t`` its
+    text. ``n`` is NULL: the loader numbers the rows by insertion order (one row per
+    line)."""
     raw = "CASE WHEN a IS NOT NULL THEN line END" if keep_raw else "NULL"
     return (
-        f"SELECT {raw}::JSON AS r, NULL::BIGINT AS n, a, {blank_case('a')} AS b"  # noqa: S608 - fixed SQL text
+        f"SELECT {raw}::JSON AS r, NULL::BIGINT AS n, a, {blank_case('a')} AS b, line AS t"  # noqa: S608 - fixed SQL text
         f" FROM (SELECT line, try(json_transform(line, '{json_structure(fields)}')) AS a"
         f" FROM ({text_lines(compression)}))"
     )
@@ -157,8 +158,8 @@ def aks(
         )
         meta = _meta("aks", ok, "blob-lines", cluster, skip, log="a.category", blank="b")
         return f"""
-      SELECT e, {meta} AS m, r, $file::VARCHAR AS f, n
-      FROM (SELECT r, n, a, b, {event} AS e FROM ({units}))"""  # noqa: S608 - fixed SQL text, values bound
+      SELECT e, {meta} AS m, r, $file::VARCHAR AS f, n, t
+      FROM (SELECT r, n, a, b, t, {event} AS e FROM ({units}))"""  # noqa: S608 - fixed SQL text, values bound
     if records_doc:
         layout = "newline_delimited" if lines else "unstructured"
         units = _units(_reader(layout, compression), "$.records")
@@ -380,23 +381,23 @@ def gke(compression: str, keep_raw: bool, *, layout: str = "lines", by_line: boo
     cluster = "g.resource.labels.cluster_name"
     if by_line and layout == "lines":
         # one parse per line, in parallel, instead of two (objects, then transform)
-        units = f"SELECT r, n, a AS g, b FROM ({_typed_lines(fields, compression, keep_raw)})"  # noqa: S608 - fixed SQL text
+        units = f"SELECT r, n, a AS g, b, t FROM ({_typed_lines(fields, compression, keep_raw)})"  # noqa: S608 - fixed SQL text
     else:
         units = (
             f"SELECT json AS r, row_number() OVER () AS n, json_transform(json, '{entry}') AS g,"  # noqa: S608 - fixed SQL text
-            f" false AS b FROM {_reader(layout, compression)}"
+            f" false AS b, NULL::VARCHAR AS t FROM {_reader(layout, compression)}"
         )
     return f"""
       SELECT e, {_meta("gke", ok, envelope, cluster, skip, log="g.logName", blank="b")} AS m,
-             {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n
+             {"r" if keep_raw else "NULL::JSON"} AS r, $file::VARCHAR AS f, n, t
       FROM (
-        SELECT r, n, g, b, p, {event} AS e
+        SELECT r, n, g, b, t, p, {event} AS e
         FROM (
-          SELECT r, n, g, b, g.protoPayload AS p, parts, parts[3:] AS rest,
+          SELECT r, n, g, b, t, g.protoPayload AS p, parts, parts[3:] AS rest,
                  coalesce(TRY_CAST(json_extract(g.protoPayload.status, '$.code') AS BIGINT), 0)
                    AS sc
           FROM (
-            SELECT r, n, g, b,
+            SELECT r, n, g, b, t,
                    list_filter(string_split(g.protoPayload.resourceName, '/'),
                                lambda x: x <> '') AS parts
             FROM ({units}))))"""  # noqa: S608 - fixed SQL text, values bound

@@ -22,6 +22,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -239,8 +240,10 @@ def _read_file(  # noqa: PLR0917 - internal, called once
     for source, by_line in sources:
         residue = _columnar(f, con, table, source, tally=tally, unit=unit, by_line=by_line)
         if residue is not None:
-            if residue:
-                _read_python(f, sn.framing, ctx, only=residue)
+            if residue.lines is not None:
+                _read_lines(residue.lines, ctx)
+            elif residue.units:
+                _read_python(f, sn.framing, ctx, only=residue.units)
             return
     _read_python(f, sn.framing, ctx)
 
@@ -255,15 +258,22 @@ def _columnar_sources(sn: Sniff, keep_raw: bool, found: list[str]) -> list[tuple
     lines = sn.framing is Framing.JSONL
     if sn.route == detect.NATIVE and lines:
         # line by line first (parallel, one parse per line); the CSV reader behind it
-        # refuses some files (a carriage return, invalid UTF-8), which the objects reader
-        # then reads. Without raw only the typed reader: when it refuses a mistyped value,
-        # the Python route reports it (a lenient reader would drop it unseen)
+        # refuses some files (a carriage return, invalid UTF-8, a line over FAST_LINE),
+        # which the objects reader then reads. Without raw only the typed reader: when it
+        # refuses a mistyped value, the Python route reports it (a lenient reader would
+        # drop it unseen)
+        if keep_raw:
+            return [
+                (mapping.native_source(keep_raw=True, compression=compression), True),
+                (
+                    mapping.native_source(keep_raw=True, compression=compression, by_line=False),
+                    False,
+                ),
+            ]
+        # a line over FAST_LINE: the typed reader again, with the Python route's limit
         return [
-            (
-                mapping.native_source(keep_raw=keep_raw, compression=compression, by_line=by_line),
-                by_line,
-            )
-            for by_line in ((True, False) if keep_raw else (True,))
+            (mapping.native_source(keep_raw=False, compression=compression, max_line=n), True)
+            for n in (mapping.FAST_LINE, framing.MAX_LINE)
         ]
     if sn.route == detect.AKS_BLOB and lines:
         return [
@@ -307,13 +317,22 @@ def _columnar(
     tally: Tally,
     unit: str,
     by_line: bool = False,
-) -> set[int] | None:
+) -> _Residue | None:
     """DuckDB reads the file. Returns the units (lines, or values of a JSON file) holding
     residue rows, deleted here to be re-read whole in Python; None when DuckDB refused the
     file (then the next relation, or the Python route, reads all of it). Rows marked as
     skips are counted here, except in residue units (the Python reader will count those).
-    A ``by_line`` relation gives one row per non-blank line, unnumbered: the rows are
-    numbered here by insertion order, which DuckDB keeps (``preserve_insertion_order``)."""
+
+    A ``by_line`` relation gives one row per line (blank ones marked), unnumbered, with the
+    line's text in ``t``: the rows are numbered here by insertion order, which DuckDB keeps
+    (``preserve_insertion_order``), and the text of residue lines comes back with them, so
+    that Python need not read the file again to find them (200k GKE entries with 625 exec
+    calls: 0.65 s of a 2.3 s load)."""
+    if by_line:
+        source = (
+            f"SELECT e, m, CASE WHEN m.provider = '{RESIDUE}' THEN to_json(t) ELSE r END AS r,"  # noqa: S608 - fixed SQL text
+            f" f, n FROM ({source})"
+        )
     with _transaction(con):
         return _columnar_in_transaction(
             f, con, table, source, tally=tally, unit=unit, by_line=by_line
@@ -329,14 +348,23 @@ def _columnar_in_transaction(
     tally: Tally,
     unit: str,
     by_line: bool,
-) -> set[int] | None:
+) -> _Residue | None:
     before = _max_rowid(con, table)
     try:
         con.execute(mapping.insert_sql(table, source), {"file": f.name, "path": str(f.path)})
     except mapping.DUCKDB_ERRORS:
         return None
-    if by_line:
-        _number_lines(con, table, before)
+    lines: dict[int, str] | None = None
+    if by_line and not _number_lines(con, table, before):
+        # no blank line: a record's number is its physical line, which caveats give
+        lines = {
+            int(k): str(text)
+            for k, text in con.execute(
+                f"SELECT source_line, raw->>'$' FROM \"{table}\""  # noqa: S608 - plain identifier, values bound
+                " WHERE rowid > ? AND provider = ? AND json_type(raw) = 'VARCHAR'",
+                [before, RESIDUE],
+            ).fetchall()
+        }
     units = sorted(
         int(r[0])
         for r in con.execute(
@@ -357,14 +385,17 @@ def _columnar_in_transaction(
         " OR list_contains(?, source_line))",
         [before, "!", units],
     )
-    return set(units)
+    if lines is not None and set(lines) != set(units):
+        lines = None  # a residue row without its text: read those lines from the file
+    return _Residue(set(units), lines)
 
 
-def _number_lines(con: duckdb.DuckDBPyConnection, table: str, before: int) -> None:
+def _number_lines(con: duckdb.DuckDBPyConnection, table: str, before: int) -> int:
     """Line numbers (records, as :func:`.framing.iter_lines` counts them) for the rows just
     inserted one per line, and the event key of those without an auditID, which is made
     from it. The new rows' rowids are consecutive, in file order, from the first one
-    (deleted rows before them keep their rowids: ``before`` is no start)."""
+    (deleted rows before them keep their rowids: ``before`` is no start). Returns the
+    number of blank lines."""
     row = con.execute(
         f'SELECT count(*) FROM "{table}" WHERE rowid > ? AND provider = ?',  # noqa: S608 - plain identifier, values bound
         [before, BLANK],
@@ -383,6 +414,22 @@ def _number_lines(con: duckdb.DuckDBPyConnection, table: str, before: int) -> No
             FROM {numbers} x WHERE "{table}".rowid = x.rid''',  # noqa: S608 - plain identifier, values bound
         {"before": before},
     )
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Residue:
+    """What a columnar route left to Python: the units to re-read, and for a line route
+    without blank lines the text of each (then the file is not read again)."""
+
+    units: set[int]
+    lines: dict[int, str] | None = None
+
+
+def _read_lines(lines: dict[int, str], ctx: Ctx) -> None:
+    for k in sorted(lines):
+        _jsonl_line(framing.Line(k, k, lines[k].encode("utf-8", "surrogatepass")), ctx)
+    ctx.stager.flush()
 
 
 def _read_python(f: InputFile, fr: Framing, ctx: Ctx, only: set[int] | None = None) -> None:
@@ -411,29 +458,31 @@ def _jsonl(stream: IO[bytes], ctx: Ctx, only: set[int] | None) -> None:
     for ln in framing.iter_lines(stream):
         if only is not None and ln.record not in only:
             continue
-        where = Where(ln.record, (f"line {ln.physical}",), "jsonl")
-        if ln.data is None:
-            ctx.caveat(
-                "oversized-line", f"line longer than {framing.MAX_LINE} bytes skipped", where
-            )
-            continue
-        try:
-            obj = orjson.loads(ln.data)
-        except orjson.JSONDecodeError as exc:
-            text = ln.data.decode("utf-8", "replace")
-            salvage_and_report(
-                text,
-                where,
-                ctx,
-                kind="malformed-line",
-                why=f"is not valid JSON ({str(exc)[:80]})",
-                what="line",
-                provider="native",
-                envelope="jsonl",
-                raw=text[:65536],
-            )
-            continue
-        dispatch(obj, where, ctx)
+        _jsonl_line(ln, ctx)
+
+
+def _jsonl_line(ln: framing.Line, ctx: Ctx) -> None:
+    where = Where(ln.record, (f"line {ln.physical}",), "jsonl")
+    if ln.data is None:
+        ctx.caveat("oversized-line", f"line longer than {framing.MAX_LINE} bytes skipped", where)
+        return
+    try:
+        obj = orjson.loads(ln.data)
+    except orjson.JSONDecodeError as exc:
+        text = ln.data.decode("utf-8", "replace")
+        salvage_and_report(
+            text,
+            where,
+            ctx,
+            kind="malformed-line",
+            why=f"is not valid JSON ({str(exc)[:80]})",
+            what="line",
+            provider="native",
+            envelope="jsonl",
+            raw=text[:65536],
+        )
+        return
+    dispatch(obj, where, ctx)
 
 
 def _export_text(stream: IO[bytes], ctx: Ctx) -> None:

@@ -107,6 +107,14 @@ BLANK = "!blank"
 _BLANK_LINE = "(line IS NULL OR trim(line, ' ' || chr(9) || chr(11) || chr(12)) = '')"
 
 
+# The longest line the parallel line routes take. DuckDB sizes its read buffers by the
+# longest line (or object) allowed and splits work by buffer: with ``MAX_LINE`` (64 MiB) a
+# 250 MB file was one buffer on one core (200k GKE entries 1.6 s, with 8 MiB 0.95 s). An
+# audit event rarely comes near: the apiserver refuses bodies over 3 MiB. A longer line makes
+# the route refuse the file, and the next one (``MAX_LINE``) reads it.
+FAST_LINE = 8 << 20
+
+
 def blank_case(parsed: str) -> str:
     """True for a blank line, given the SQL of what was parsed from ``line``."""
     return f"CASE WHEN {parsed} IS NULL THEN {_BLANK_LINE} ELSE false END"
@@ -128,7 +136,7 @@ def text_lines(compression: str) -> str:
     Python route could creep in, and then refuses the whole file (the caller falls back to
     the JSON-objects reader): a carriage return anywhere (the Python route splits on
     ``\\n`` only, and would number lines differently), U+0001, invalid UTF-8, a line
-    longer than ``MAX_LINE``. Against the typed JSON reader paired by position with the
+    longer than ``FAST_LINE``. Against the typed JSON reader paired by position with the
     objects reader (the previous route), this parses each line once and keeps every step
     parallel. It carries no line number (``row_number()`` serialises the insert): the
     loader numbers the rows by insertion order afterwards. Blank lines come through as
@@ -136,12 +144,17 @@ def text_lines(compression: str) -> str:
     return (
         f"SELECT line FROM read_csv($path::VARCHAR, columns={{'line': 'VARCHAR'}},"  # noqa: S608 - fixed SQL text, values bound
         " delim='\x01', quote='', escape='', header=false, auto_detect=false,"
-        f" new_line='\\n', compression='{compression}', max_line_size={MAX_LINE})"
+        f" new_line='\\n', compression='{compression}', max_line_size={FAST_LINE})"
     )
 
 
 def native_source(
-    *, keep_raw: bool, compression: str, envelope: str = "jsonl", by_line: bool = True
+    *,
+    keep_raw: bool,
+    compression: str,
+    envelope: str = "jsonl",
+    by_line: bool = True,
+    max_line: int = FAST_LINE,
 ) -> str:
     """Relation over a native JSONL file (parameters ``$path``, ``$file``).
 
@@ -153,7 +166,9 @@ def native_source(
     DuckDB's typed reader is used, which refuses a file with a mistyped value outright:
     the Python route then reads it and reports the field, which would otherwise be lost.
     Both read in parallel and leave ``n`` NULL: the loader numbers the rows by insertion
-    order.
+    order, and ``t``, the line's text (NULL from the typed reader), lets them hand residue
+    lines to Python without a second read of the file. ``max_line`` (typed reader only):
+    the longest line it takes (see ``FAST_LINE``).
 
     ``by_line=False``: the JSON-objects reader, numbered here; for a file the line
     readers refuse (a carriage return, invalid UTF-8, a mistyped value...). It refuses a
@@ -170,19 +185,19 @@ def native_source(
     if by_line and keep_raw:
         return (
             f"SELECT e, {meta} AS m, CASE WHEN e IS NOT NULL THEN line END::JSON AS r,"  # noqa: S608 - plain identifiers, values bound
-            " $file::VARCHAR AS f, NULL::BIGINT AS n"
+            " $file::VARCHAR AS f, NULL::BIGINT AS n, line AS t"
             f" FROM (SELECT line, try(json_transform(line, '{struct}')) AS e"
             f" FROM ({text_lines(compression)}))"
         )
     if by_line:
         typed_reader = (
             f"read_json($path::VARCHAR, format='newline_delimited', records=true,"
-            f" compression='{compression}', maximum_object_size={MAX_LINE},"
+            f" compression='{compression}', maximum_object_size={max_line},"
             f" columns={EVENT_COLUMNS})"
         )
         return (
             f"SELECT e, {meta} AS m, NULL::JSON AS r, $file::VARCHAR AS f,"  # noqa: S608 - plain identifiers, values bound
-            f" NULL::BIGINT AS n FROM (SELECT t AS e FROM {typed_reader} t)"
+            f" NULL::BIGINT AS n, NULL::VARCHAR AS t FROM (SELECT x AS e FROM {typed_reader} x)"
         )
     objects = (
         f"read_ndjson_objects($path::VARCHAR, compression='{compression}',"
