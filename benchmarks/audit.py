@@ -14,7 +14,9 @@ One command, one run::
 3. podmortem on all four files in one run (the 1M-event headline, with its peak RSS), as
    ``podmortem audit analyze`` does it: readers (``audit.sources.load``, each file timed),
    then every built-in rule, the 16 SigmaHQ rules and the correlations (``engine.run``) once
-   over everything. Per source: its load time plus its share of the rules' time.
+   over everything. Per source: its load time plus its share of the rules' time. The
+   original records are copied into ``raw`` only if a rule reads them, as ``analyze``
+   does; a second run copies them all (``--keep-raw``), to show what that costs.
    ``--separate`` also runs podmortem on each file alone. Then the ``podmortem audit
    analyze`` command on the same files, as a user runs it (start-up, rule loading and the
    attack reconstruction included), with its CPU time and the time of each step.
@@ -153,10 +155,14 @@ def _rules(sigma_only: bool) -> Any:
     return rules
 
 
-def measure_podmortem(paths: list[Path], sigma_only: bool = False) -> dict[str, Any]:
+def measure_podmortem(
+    paths: list[Path], sigma_only: bool = False, keep_raw: bool | None = None
+) -> dict[str, Any]:
     """What ``analyze`` does: a scratch DuckDB file under a memory limit, the readers,
     then every rule and correlation once over everything. Each file is loaded (and timed)
-    in turn into the same table, so per-source load rates come from the same run."""
+    in turn into the same table, so per-source load rates come from the same run.
+    ``keep_raw`` None: as ``analyze`` decides (the original record copied only when a rule
+    reads it); True: as with ``--keep-raw``."""
 
     from podmortem.audit import engine
     from podmortem.audit.analyze import DEFAULT_MEMORY_LIMIT, scratch_connection
@@ -172,7 +178,7 @@ def measure_podmortem(paths: list[Path], sigma_only: bool = False) -> dict[str, 
         total = 0
         for p in paths:
             t = time.perf_counter()
-            loaded = load(con, [p])
+            loaded = load(con, [p], keep_raw=rules.reads_raw if keep_raw is None else keep_raw)
             per_file[p.name] = {
                 "events": loaded.events_read,
                 "load_seconds": time.perf_counter() - t,
@@ -277,6 +283,8 @@ def _measure_main(argv: list[str]) -> None:
         out = measure_floor_duckdb(Path(argv[1]))
     elif kind == "podmortem":
         out = measure_podmortem([Path(p) for p in argv[1:]])
+    elif kind == "podmortem-keep-raw":
+        out = measure_podmortem([Path(p) for p in argv[1:]], keep_raw=True)
     elif kind == "podmortem-sigma":
         out = measure_podmortem([Path(argv[1])], sigma_only=True)
     elif kind == "peer":
@@ -396,6 +404,8 @@ def main() -> None:
                 }
             )
     rows.append({"source": "all four", "what": "podmortem end to end (one run)", **total})
+    kept = _run("podmortem-keep-raw", *[str(p) for p in paths.values()])
+    rows.append({"source": "all four", "what": "same, with --keep-raw", **kept})
     cli = _run_cli(list(paths.values()), Path(tmp.name) / "analyze.json")
     rows.append({"source": "all four", "what": "podmortem audit analyze (CLI)", **cli})
 
