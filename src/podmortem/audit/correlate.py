@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from podmortem.audit.ruleset import AuditRule
 
 MAX_AUDIT_IDS = 1000
+_EV = "_pm_correlation_requests"
 
 
 def _scalar(fields: FieldMap, name: str) -> str:
@@ -65,8 +66,11 @@ def run_correlation(
     window = f"RANGE BETWEEN INTERVAL {int(spec.timespan_s)} SECOND PRECEDING AND CURRENT ROW"
     measure = "count(DISTINCT v)" if value else "count(*)"
     rules_in = ", ".join(str(i) for i in rule_indexes)
-    ev_sql = f"""
-    WITH ev AS (
+    # The requests behind the hits, once: both queries below read them (as a CTE they were
+    # evaluated for each, the actor-class CASE on every hit). A temporary table of this
+    # connection, replaced by the next correlation and dropped at the end.
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {_EV} AS
         SELECT coalesce(e.audit_id, e.event_key) AS rid,
                coalesce(e.stage_timestamp, e.request_received) AS ts,
                coalesce(e.username, '') AS actor,
@@ -75,11 +79,10 @@ def run_correlation(
         FROM "{table}" e
         WHERE e.rowid IN (SELECT row_id FROM {hits} WHERE r IN ({rules_in}))
         QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts) = 1
-    )"""
-    sql = (
-        ev_sql
-        + f""", kept AS (
-        SELECT * FROM ev {exclude}
+    """)
+    sql = f"""
+    WITH kept AS (
+        SELECT * FROM {_EV} {exclude}
     ), w AS (
         SELECT *, {measure} OVER ({part} ORDER BY ts {window}) AS n FROM kept
         WHERE ts IS NOT NULL
@@ -104,7 +107,6 @@ def run_correlation(
     GROUP BY ALL
     ORDER BY c.first_cross
     """
-    )
     findings: list[Finding] = []
     suppressed: list[Suppressed] = []
     ng = len(gcols)
@@ -164,8 +166,9 @@ def run_correlation(
         # What the expected actors did is not counted towards a burst: say how much.
         classes_in = ", ".join(sql_string(c) for c in sorted(expected))
         for actor, actor_class, n in con.execute(
-            ev_sql + f" SELECT actor, actor_class, count(*) FROM ev"
+            f"SELECT actor, actor_class, count(*) FROM {_EV}"
             f" WHERE actor_class IN ({classes_in}) GROUP BY ALL ORDER BY 3 DESC"
         ).fetchall():
             suppressed.append(Suppressed(rule.rule_id, str(actor), str(actor_class), int(n)))
+    con.execute(f"DROP TABLE IF EXISTS {_EV}")
     return findings, suppressed
