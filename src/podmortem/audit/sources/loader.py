@@ -545,12 +545,19 @@ def _deduplicate(
 ) -> tuple[int, dict[str, int]]:
     """Drop events whose (auditID, stage) was already seen (in this load or an earlier one
     into the same table); the first seen is kept."""
+    # The keys seen twice first (one hash aggregate), then the order within those only: a
+    # window partitioned by every (auditID, stage) of a million events took 0.3 s.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _pm_audit_dups AS
+            WITH twice AS (
+              SELECT audit_id, stage FROM "{table}" WHERE audit_id IS NOT NULL
+              GROUP BY audit_id, stage HAVING count(*) > 1
+            )
             SELECT rid, provider || '/' || envelope AS src FROM (
-              SELECT rowid AS rid, provider, envelope,
-                     row_number() OVER (PARTITION BY audit_id, stage ORDER BY rowid) AS k
-              FROM "{table}" WHERE audit_id IS NOT NULL)
+              SELECT e.rowid AS rid, e.provider, e.envelope,
+                     row_number() OVER (PARTITION BY e.audit_id, e.stage ORDER BY e.rowid) AS k
+              FROM "{table}" e SEMI JOIN twice t
+                ON e.audit_id = t.audit_id AND e.stage IS NOT DISTINCT FROM t.stage)
             WHERE k > 1 AND rid > ?""",  # noqa: S608 - plain identifier, values bound
         [start],
     )
