@@ -295,3 +295,49 @@ def test_contains_list_searches_without_anchors() -> None:
         False,
         True,
     ]
+
+
+# Request bodies as the audit log holds them (JSON text): keys written plainly, escaped as
+# \uXXXX, present only as values, absent, and no body at all.
+_BODIES = [
+    '{"spec":{"hostPID":true,"containers":[{"securityContext":{"privileged":true}}]}}',
+    '{"spec":{"host\\u0050ID":true,"containers":[{"securityContext":{"privil\\u0065ged":true}}]}}',
+    '{"spec":{"containers":[{"name":"privileged","image":"hostPID securityContext"}]}}',
+    '{"spec":{"containers":[{"image":"x"}],"hostNetwork":true}}',
+    '{"spec":{"template":{"spec":{"hostPID":false,"containers":[{"securityContext":{}}]}}}}',
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    "detection",
+    [
+        "sel: {podSpec.hostPID: 'true'}\ncondition: sel",
+        "sel: {containers.securityContext.privileged: 'true'}\ncondition: sel",
+        "sel: {containers.securityContext.privileged: 'true'}\ncondition: not sel",
+        "sel: {podSpec.hostPID|exists: false}\ncondition: sel",
+        "sel: {containers.securityContext|exists: true}\ncondition: sel",
+    ],
+)
+def test_pod_fields_screened_by_their_keys_mean_what_a_parse_means(
+    detection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body whose text cannot hold the path is not parsed (an empty object stands in):
+    the same matches as parsing every body, escaped keys included."""
+
+    def run() -> list[bool]:
+        sql = compile_rule(_rule(detection), FIELDS).sql
+        con = make_table([ev(verb="create", objectRef={"resource": "pods"}) for _ in _BODIES])
+        for i, body in enumerate(_BODIES, start=1):
+            con.execute(
+                "UPDATE audit_events SET request_object = ? WHERE source_line = ?", [body, i]
+            )
+        query = f"SELECT source_line FROM audit_events WHERE {sql}"  # noqa: S608 - compiled rule
+        hit = {r[0] for r in con.execute(query).fetchall()}
+        return [i in hit for i in range(1, len(_BODIES) + 1)]
+
+    screened = run()
+    if "'true'}\ncondition: sel" in detection:
+        assert screened == [True, True, False, False, False, False]  # escaped keys too
+    monkeypatch.setattr(FieldMap, "_screened", lambda self, keys: '"request_object"')
+    assert screened == run()
