@@ -64,8 +64,24 @@ COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 
 
 def create_table(con: duckdb.DuckDBPyConnection, name: str = TABLE) -> None:
+    """Create the table, or add the columns a table made by an earlier version lacks (a
+    case index analysed again): every insert names its columns, so their order is free."""
     cols = ", ".join(f'"{c}" {t}' for c, t, _ in COLUMNS)
     con.execute(f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})')
+    have = {
+        str(r[0])
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ?"
+            " AND database_name = current_database() AND schema_name = current_schema()",
+            [name],
+        ).fetchall()
+    }
+    for c, t, _ in COLUMNS:
+        if c not in have:
+            con.execute(f'ALTER TABLE "{name}" ADD COLUMN "{c}" {t}')
+
+
+COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
 
 
 def insert_rows(
@@ -77,5 +93,5 @@ def insert_rows(
     if batch:
         placeholders = ",".join("?" * len(COLUMN_NAMES))
         # Table names are ours (never from evidence); values go through placeholders.
-        con.executemany(f'INSERT INTO "{name}" VALUES ({placeholders})', batch)  # noqa: S608
+        con.executemany(f'INSERT INTO "{name}" ({COLUMN_LIST}) VALUES ({placeholders})', batch)  # noqa: S608
     return len(batch)

@@ -273,3 +273,23 @@ def test_line_longer_than_the_fast_routes_take(read, tmp_path: Path, keep_raw: b
     assert result.events_read == 3 and not result.caveats
     assert [r["source_line"] for r in rows] == [1, 2, 3]
     assert len(rows[2]["response_object"]) > FAST_LINE
+
+
+def test_table_of_an_earlier_version_gains_the_new_columns(fixtures: Path) -> None:
+    """A case index made before a column was added (log_name) is analysed again: the
+    column is added, and inserts name their columns, so that none lands in another's place."""
+    import duckdb
+
+    from podmortem.audit.model import COLUMNS
+    from podmortem.audit.sources import load
+
+    con = duckdb.connect()
+    old = [(c, t) for c, t, _ in COLUMNS if c != "log_name"]
+    con.execute(f"CREATE TABLE audit_events ({', '.join(f'{c} {t}' for c, t in old)})")
+    result = load(con, [fixtures / "native-clean.jsonl"])
+    assert result.events_read == 5
+    rows = con.execute(
+        "SELECT provider, source_line, log_name, verb FROM audit_events ORDER BY source_line"
+    ).fetchall()
+    assert [r[:3] for r in rows] == [("native", i, None) for i in range(1, 6)]
+    assert all(isinstance(r[3], str) for r in rows)

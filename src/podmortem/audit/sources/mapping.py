@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from podmortem.audit.model import COLUMN_NAMES
+from podmortem.audit.model import COLUMN_LIST, COLUMN_NAMES
 from podmortem.audit.sources.framing import MAX_LINE
 from podmortem.audit.sources.shape import EVENT_FIELDS, META_FIELDS, columns_literal, duckdb_type
 
@@ -92,7 +92,7 @@ META_TYPE = duckdb_type(META_FIELDS)
 def insert_sql(table: str, source: str) -> str:
     """``INSERT`` from a relation yielding ``e, m, r, f, n``."""
     select = ",\n  ".join(EXPRESSIONS.values())
-    return f'INSERT INTO "{table}" SELECT\n  {select}\nFROM ({source})'
+    return f'INSERT INTO "{table}" ({COLUMN_LIST}) SELECT\n  {select}\nFROM ({source})'
 
 
 # ``m.provider`` of a row that is not an event of the route: re-read in Python (residue),
