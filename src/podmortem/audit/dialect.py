@@ -51,12 +51,6 @@ class DuckDBDialect:
     def to_text(self, x: str) -> str:
         return f"CAST({x} AS VARCHAR)"
 
-    def has_text(self, text: str, literal: str) -> str:
-        return f"contains({text}, {self.string(literal)})"
-
-    def empty_object(self) -> str:
-        return "'{}'::JSON"
-
     def try_double(self, x: str) -> str:
         return f"TRY_CAST({x} AS DOUBLE)"
 
@@ -132,12 +126,6 @@ class SparkDialect:
 
     def to_text(self, x: str) -> str:
         return f"CAST({x} AS STRING)"
-
-    def has_text(self, text: str, literal: str) -> str:
-        return f"(instr({text}, {self.string(literal)}) > 0)"
-
-    def empty_object(self) -> str:
-        return "'{}'"
 
     def try_double(self, x: str) -> str:
         return f"TRY_CAST({x} AS DOUBLE)"

@@ -215,7 +215,7 @@ class FieldMap:
         if any(not k for k in keys):
             raise UnknownFieldError(f"empty path segment in podSpec.{rest}")
         split = next((i for i, k in enumerate(keys) if k in self.array_keys), None)
-        col = self._screened(keys)
+        col = self.dialect.ident(self.json_roots["requestObject"].column)
         if split is None:
             return FieldExpr(self.dialect.json_first(col, self._pod_paths(rest)))
         return self._pod_arrays([".".join(keys[: split + 1])], ".".join(keys[split + 1 :]))
@@ -223,29 +223,9 @@ class FieldMap:
     def _pod_arrays(self, arrays: list[str], rest: str) -> FieldExpr:
         """Elements' ``rest`` of the arrays ``arrays`` (paths under the pod spec ending at an
         array key), across every pod spec location: one parse of the body for all."""
-        col = self._screened(rest.split(".") if rest else [])
+        col = self.dialect.ident(self.json_roots["requestObject"].column)
         paths = [p for a in arrays for p in self._pod_paths(a)]
         return FieldExpr(self.dialect.json_arrays(col, paths, self._steps(rest)), "list")
-
-    def _screened(self, keys: list[str]) -> str:
-        """The request body, or an empty object when its text shows that the path through
-        ``keys`` is absent: each plain key of a path present in a JSON document appears in
-        its text quoted, as ``"key"``, unless the text escapes characters as ``\\uXXXX``
-        (then the body is parsed as it is). An empty object gives exactly what a body
-        without the path gives (no value, no element), so only the cost changes: eight pod
-        security rules parsed every created pod's body, half of the rules' time on 1M
-        events."""
-        d = self.dialect
-        col = d.ident(self.json_roots["requestObject"].column)
-        plain = [k for k in dict.fromkeys(keys) if _PLAIN_KEY.fullmatch(k)]
-        if not plain:
-            return col
-        text = d.to_text(col)
-        present = " AND ".join(d.has_text(text, f'"{k}"') for k in plain)
-        return (
-            f"(CASE WHEN {col} IS NULL OR {d.has_text(text, chr(92) + 'u')} OR ({present})"
-            f" THEN {col} ELSE {d.empty_object()} END)"
-        )
 
     def _union(self, parts: list[FieldExpr]) -> FieldExpr:
         d = self.dialect
