@@ -133,3 +133,29 @@ def test_window_is_bounded_and_says_so(tmp_path: Path, monkeypatch: pytest.Monke
     assert any(c.kind == "watch-window-capped" for c in res.caveats)
     n = con.execute("SELECT count(*) FROM st.watch_window").fetchone()
     assert n is not None and n[0] <= 100
+
+
+def test_keyword_rule_fires_as_in_audit_analyze(tmp_path: Path) -> None:
+    """A Sigma keyword rule searches the original record: the detector keeps it for such
+    rule sets (and only then), so watch mode finds what `audit analyze` finds."""
+    folder = tmp_path / "kw"
+    folder.mkdir()
+    (folder / "kw.yml").write_text(
+        "title: keyword\nid: 6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b\nstatus: test\n"
+        "logsource: {product: kubernetes, service: audit}\n"
+        "detection:\n  keywords: [mallory]\n  condition: keywords\nlevel: high\n"
+    )
+    rules = load_rules(builtin=False, sigma_dirs=[folder])
+    assert rules.reads_raw and not RULES.reads_raw
+    data = lines([event(1, T0), event(2, T0, user="mallory@example.com")])
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{tmp_path / 'st.duckdb'}' AS st")
+    det = IncrementalDetector(con, rules, scratch=tmp_path)
+    det.process(data, source="test", offset=0)
+    con.execute("BEGIN")
+    det.persist()
+    con.execute("COMMIT")
+    got = [
+        r[0].split("\x1f")[1] for r in con.execute("SELECT fkey FROM st.watch_findings").fetchall()
+    ]
+    assert got == ["mallory@example.com"]

@@ -166,7 +166,8 @@ class IncrementalDetector:
         if data:
             path = self._scratch / "chunk.jsonl"
             path.write_bytes(data)
-            loaded = load(con, [path], table=BATCH, keep_raw=False)
+            # the original record only if a rule searches it (Sigma keywords read raw)
+            loaded = load(con, [path], table=BATCH, keep_raw=self.rules.reads_raw)
             res.events = loaded.events_read
             res.caveats += loaded.caveats
         con.execute(f"ALTER TABLE {BATCH} ADD COLUMN ident VARCHAR")
