@@ -92,11 +92,23 @@ def _source(files: Sequence[Path]) -> tuple[str, list[object]]:
     )
 
 
-def read_sql(files: Sequence[Path]) -> tuple[str, list[object]]:
+# Columns added after the first datasets were written: an older dataset reads them as NULL.
+_ADDED_LATER = frozenset({"log_name"})
+
+
+def read_sql(files: Sequence[Path], present: set[str] | None = None) -> tuple[str, list[object]]:
     """A DuckDB SELECT of the ``audit_events`` columns from a partitioned dataset, and its
-    parameters."""
+    parameters. ``present``: the dataset's columns, when known (a column added later and
+    absent from it is read as NULL)."""
     source, params = _source(files)
-    cols = ", ".join(f'CAST("{CLUSTER if c == "cluster" else c}" AS {t})' for c, t, _ in COLUMNS)
+
+    def col(c: str, t: str) -> str:
+        name = CLUSTER if c == "cluster" else c
+        if present is not None and name not in present and c in _ADDED_LATER:
+            return f'CAST(NULL AS {t}) AS "{c}"'
+        return f'CAST("{name}" AS {t})'
+
+    cols = ", ".join(col(c, t) for c, t, _ in COLUMNS)
     # Not sorted on pm_seq: a sort of a million full rows does not fit the analysis memory
     # limit. Rows keep their order within each file; nothing that decides a finding
     # depends on the order across files (the dataset is deduplicated already).
@@ -107,10 +119,13 @@ def load_parquet(
     con: duckdb.DuckDBPyConnection, files: Sequence[Path], table: str = TABLE
 ) -> dict[str, int]:
     """Append a dataset's events to ``table``; returns counts by ``provider/envelope``."""
-    sql, params = read_sql(files)
-    source, _ = _source(files)
+    source, params = _source(files)
     cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
     try:
+        present = {
+            str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}", params).fetchall()
+        }
+        sql, params = read_sql(files, present)
         con.execute(f'INSERT INTO "{table}" ({cols}) {sql}', params)
         counts = con.execute(
             f"SELECT provider, envelope, count(*) FROM {source} GROUP BY ALL ORDER BY ALL",

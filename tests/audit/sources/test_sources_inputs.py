@@ -151,3 +151,31 @@ def test_reading_twice_into_one_table_dedups_against_earlier_load(fixtures: Path
     assert first.events_read == 5
     assert second.events_read == 0 and second.duplicates == 5
     assert con.execute("SELECT count(*) FROM audit_events").fetchone() == (5,)
+
+
+def test_parquet_dataset_written_before_a_column_was_added(fixtures: Path, tmp_path: Path) -> None:
+    """A dataset `audit export-parquet` wrote before `log_name` existed still loads: the
+    column reads as NULL, every other column as written."""
+    import duckdb
+
+    from podmortem.audit.model import create_table
+    from podmortem.audit.parquet import export, load_parquet
+    from podmortem.audit.sources import load
+
+    con = duckdb.connect()
+    loaded = load(con, [fixtures / "gke-entries.jsonl"])
+    out = tmp_path / "new"
+    export(con, out, loaded)
+    old = tmp_path / "old"
+    old.mkdir()
+    for i, f in enumerate(sorted(out.rglob("*.parquet"))):
+        con.execute(
+            f"COPY (SELECT * EXCLUDE (log_name) FROM read_parquet('{f}'))"  # noqa: S608 - test paths
+            f" TO '{old / f'part{i}.parquet'}' (FORMAT PARQUET)"
+        )
+    target = duckdb.connect()
+    create_table(target)
+    counts = load_parquet(target, sorted(old.glob("*.parquet")))
+    assert sum(counts.values()) == loaded.events_read
+    rows = target.execute("SELECT count(*), count(log_name), count(audit_id) FROM audit_events")
+    assert rows.fetchone() == (loaded.events_read, 0, loaded.events_read)
