@@ -130,6 +130,20 @@ def test_spark_reads_the_parquet_dataset_as_the_embedded_engine_does(
     on_spark = analyze_spark([str(out)], spark=spark)
     assert embedded.events_read > 1000
     assert_identical(embedded, on_spark)
+    # a dataset written before log_name existed: both engines read the column as NULL
+    import duckdb
+
+    old = tmp_path / "old"
+    old.mkdir()
+    con = duckdb.connect()
+    for i, f in enumerate(sorted(out.rglob("*.parquet"))):
+        con.execute(
+            f"COPY (SELECT * EXCLUDE (log_name) FROM read_parquet('{f}'))"  # noqa: S608 - test paths
+            f" TO '{old / f'part{i}.parquet'}' (FORMAT PARQUET)"
+        )
+    assert_identical(
+        analyze([str(old)], reconstruction=False), analyze_spark([str(old)], spark=spark)
+    )
 
 
 @pytest.mark.spark

@@ -93,7 +93,7 @@ def _source(files: Sequence[Path]) -> tuple[str, list[object]]:
 
 
 # Columns added after the first datasets were written: an older dataset reads them as NULL.
-_ADDED_LATER = frozenset({"log_name"})
+ADDED_LATER = frozenset({"log_name"})
 
 
 def read_sql(files: Sequence[Path], present: set[str] | None = None) -> tuple[str, list[object]]:
@@ -104,7 +104,7 @@ def read_sql(files: Sequence[Path], present: set[str] | None = None) -> tuple[st
 
     def col(c: str, t: str) -> str:
         name = CLUSTER if c == "cluster" else c
-        if present is not None and name not in present and c in _ADDED_LATER:
+        if present is not None and name not in present and c in ADDED_LATER:
             return f'CAST(NULL AS {t}) AS "{c}"'
         return f'CAST("{name}" AS {t})'
 

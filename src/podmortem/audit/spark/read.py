@@ -311,14 +311,16 @@ def stage(
 def _parquet_frame(spark: SparkSession, path: str, fi: int, *, keep_raw: bool) -> DataFrame:
     from pyspark.sql import functions as F  # noqa: N812
 
-    from podmortem.audit.parquet import CLUSTER, SEQ
+    from podmortem.audit.parquet import ADDED_LATER, CLUSTER, SEQ
 
     # Partition folders are layout only: the exact cluster name is in each row.
     df = spark.read.option("recursiveFileLookup", "true").parquet(path)
+    present = set(df.columns)
+    # A dataset written before a column existed (log_name) reads it as NULL.
     cols = [
         (
-            F.lit(None).cast("string").alias(c)
-            if c == "raw" and not keep_raw
+            F.lit(None).cast(_SPARK_TYPES[t]).alias(c)
+            if (c == "raw" and not keep_raw) or (c in ADDED_LATER and c not in present)
             else F.col(f"`{CLUSTER if c == 'cluster' else c}`").cast(_SPARK_TYPES[t]).alias(c)
         )
         for c, t, _ in COLUMNS
