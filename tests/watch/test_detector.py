@@ -159,3 +159,26 @@ def test_keyword_rule_fires_as_in_audit_analyze(tmp_path: Path) -> None:
         r[0].split("\x1f")[1] for r in con.execute("SELECT fkey FROM st.watch_findings").fetchall()
     ]
     assert got == ["mallory@example.com"]
+
+
+def test_state_written_before_a_column_was_added(tmp_path: Path) -> None:
+    """A watch state from an earlier version (its window table without log_name) is
+    carried on: the column is added and rows move by name, none into another's place."""
+    from podmortem.audit.model import COLUMNS
+    from podmortem.watch.detector import WINDOW
+
+    state = tmp_path / "st.duckdb"
+    old = duckdb.connect(str(state))
+    cols = ", ".join(f'"{c}" {t}' for c, t, _ in COLUMNS if c != "log_name")
+    old.execute(f"CREATE TABLE {WINDOW} ({cols}, ident VARCHAR)")
+    old.close()
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{state}' AS st")
+    det = IncrementalDetector(con, RULES, scratch=tmp_path)
+    det.process(lines(burst(300, pods=2)), source="feed", offset=0)
+    con.execute("BEGIN")
+    det.persist()
+    con.execute("COMMIT")
+    query = f"SELECT DISTINCT source_file, provider FROM st.{WINDOW}"  # noqa: S608 - constant
+    rows = con.execute(query).fetchall()
+    assert rows == [("feed@0", "native")]

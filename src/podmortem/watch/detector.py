@@ -132,6 +132,19 @@ class IncrementalDetector:
         con = self.con
         cols = ", ".join(f'"{c}" {t}' for c, t, _ in COLUMNS)
         con.execute(f"CREATE TABLE IF NOT EXISTS st.{WINDOW} ({cols}, ident VARCHAR)")
+        # A state written by an earlier version lacks the columns added since (log_name):
+        # add them; rows move between the window tables by name, never by position.
+        have = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'st'"
+                " AND table_name = ?",
+                [WINDOW],
+            ).fetchall()
+        }
+        for c, t, _ in COLUMNS:
+            if c not in have:
+                con.execute(f'ALTER TABLE st.{WINDOW} ADD COLUMN "{c}" {t}')
         con.execute(
             "CREATE TABLE IF NOT EXISTS st.watch_window_hits (ident VARCHAR, rule_key VARCHAR)"
         )
@@ -200,7 +213,7 @@ class IncrementalDetector:
             f" (SELECT row_id FROM {HITS}) QUALIFY row_number() OVER (PARTITION BY ident) = 1"
         )
         res.hits = self._count("watch_new_hits")
-        con.execute(f"INSERT INTO {WINDOW} SELECT * FROM watch_new_rows")
+        con.execute(f"INSERT INTO {WINDOW} BY NAME SELECT * FROM watch_new_rows")
         con.execute("INSERT INTO watch_window_hits SELECT * FROM watch_new_hits")
         found = list(engine.findings)
         found += self._correlate()
@@ -331,7 +344,7 @@ class IncrementalDetector:
     def persist(self) -> None:
         """Write the chunk's outcome to ``st`` (call inside the caller's transaction)."""
         con = self.con
-        con.execute(f"INSERT INTO st.{WINDOW} SELECT * FROM watch_new_rows")
+        con.execute(f"INSERT INTO st.{WINDOW} BY NAME SELECT * FROM watch_new_rows")
         con.execute("INSERT INTO st.watch_window_hits SELECT * FROM watch_new_hits")
         con.execute("INSERT INTO st.watch_findings SELECT * FROM watch_findings_new")
         # Detection updates add requests (stored negated); correlation updates give the peak.
