@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from podmortem.cli.options import NoBuiltin, RulesDirs, SigmaDirs
 from podmortem.escape import for_terminal
-from podmortem.findings import Severity
+from podmortem.findings import Caveat, Severity
 
 app = typer.Typer(
     help="Kubernetes audit-log analysis (EKS, AKS, GKE, self-managed).", no_args_is_help=True
@@ -200,14 +201,7 @@ def analyze_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
         print_reconstruction(console, result.reconstruction)
     if result.caveats:
         console.print(f"\n[bold]{len(result.caveats)} caveat(s)[/]:")
-        for c in result.caveats[:TOP_CAVEATS]:
-            where = c.provenance.artifact if c.provenance and c.provenance.artifact else ""
-            console.print(
-                f"  [yellow]{for_terminal(c.kind)}[/] {for_terminal(c.message, 300)}"
-                + (f" ({for_terminal(where, 200)})" if where else "")
-            )
-        if len(result.caveats) > TOP_CAVEATS:
-            console.print(f"  ... {len(result.caveats) - TOP_CAVEATS} more (see --json)")
+        _print_caveats(console, result.caveats, more="more")
     if json_out is not None:
         console.print(f"\nJSON written to {for_terminal(json_out)}")
     if case is not None:
@@ -252,14 +246,7 @@ def export_parquet_cmd(
         f"[bold]{result.events}[/] events from {len(loaded.files)} file(s) written to"
         f" {for_terminal(out)} as {len(result.files)} Parquet file(s)"
     )
-    for c in loaded.caveats[:TOP_CAVEATS]:
-        where = c.provenance.artifact if c.provenance and c.provenance.artifact else ""
-        console.print(
-            f"  [yellow]{for_terminal(c.kind)}[/] {for_terminal(c.message, 300)}"
-            + (f" ({for_terminal(where, 200)})" if where else "")
-        )
-    if len(loaded.caveats) > TOP_CAVEATS:
-        console.print(f"  ... {len(loaded.caveats) - TOP_CAVEATS} more caveat(s) (see --json)")
+    _print_caveats(console, loaded.caveats, more="more caveat(s)")
 
 
 def hunt_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
@@ -295,3 +282,15 @@ def hunt_cmd(  # noqa: PLR0917 - Typer maps each parameter to an option
         typer.echo(json.dumps(plan.to_dict(), indent=2))
     else:
         typer.echo(render_text(plan), nl=False)
+
+
+def _print_caveats(console: Console, caveats: Sequence[Caveat], *, more: str) -> None:
+    """The first caveats, one line each, escaped for the terminal; how many more."""
+    for c in caveats[:TOP_CAVEATS]:
+        where = c.provenance.artifact if c.provenance and c.provenance.artifact else ""
+        console.print(
+            f"  [yellow]{for_terminal(c.kind)}[/] {for_terminal(c.message, 300)}"
+            + (f" ({for_terminal(where, 200)})" if where else "")
+        )
+    if len(caveats) > TOP_CAVEATS:
+        console.print(f"  ... {len(caveats) - TOP_CAVEATS} {more} (see --json)")
