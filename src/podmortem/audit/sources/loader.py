@@ -290,14 +290,11 @@ def _columnar_sources(sn: Sniff, keep_raw: bool, found: list[str]) -> list[tuple
 
 
 def _columnar_source(sn: Sniff, keep_raw: bool, compression: str) -> str | None:
-    """The DuckDB relation for a cloud envelope, if a columnar route fits it."""
+    """The DuckDB relation for a cloud envelope read as whole documents or payloads, if
+    a columnar route fits it (AKS blob lines and GKE entry lines: :func:`_columnar_sources`)."""
     lines = sn.framing is Framing.JSONL
-    if sn.route == detect.AKS_BLOB and lines:
-        return columnar.aks(compression, keep_raw, records_doc=False)
     if sn.route == detect.AKS_RECORDS:
         return columnar.aks(compression, keep_raw, records_doc=True, lines=lines)
-    if sn.route == detect.GKE_LINES and lines:
-        return columnar.gke(compression, keep_raw, layout="lines")
     if sn.route == detect.GKE_ARRAY and not lines:
         return columnar.gke(compression, keep_raw, layout="array")
     if sn.route == detect.EKS_SUBSCRIPTION:
