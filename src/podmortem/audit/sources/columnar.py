@@ -11,7 +11,9 @@ tested on the fixtures.
 Every relation yields ``e`` (the Event struct), ``m`` (provenance; ``m.provider`` is
 ``RESIDUE`` for rows to re-read in Python), ``r`` (raw record or NULL), ``f``, ``n`` (the
 line, or the value index for concatenated documents: the unit the Python route re-reads)
-and takes the parameters ``$path`` and ``$file``.
+and takes the parameters ``$path`` and ``$file``. The line-by-line forms (``by_line``) leave
+``n`` NULL for the loader to number, mark blank lines (``BLANK``) and add ``t``, the line's
+text, which the loader hands to Python for residue lines.
 """
 
 from __future__ import annotations
