@@ -5,8 +5,10 @@ This schema is the contract between ``audit.sources`` (which fill it) and ``audi
 (which runs rules over it). Columns mirror native Event fields; nested objects that rules
 inspect (request/response bodies, user.extra, annotations) are kept as JSON so that
 Sigma field paths such as ``requestObject.spec.hostPID`` compile to DuckDB JSON
-expressions. ``raw`` keeps the original record exactly as read (for GKE, the LogEntry), so
-nothing a provider wrote is lost by normalization.
+expressions. Nothing a provider wrote is lost by normalization: ``source_file`` and
+``source_line`` locate the original record (for GKE, the LogEntry) in the input or the case
+artifact, and ``raw`` holds a copy of it where one is needed (a rule searches it, the reader
+salvaged the record, or the examiner asked: ``analyze(keep_raw=...)``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("log_name", "VARCHAR", "the provider's log: GKE logName, AKS category, EKS log stream"),
     ("source_file", "VARCHAR", "input file (as given)"),
     ("source_line", "BIGINT", "line number (1-based) or record index inside the file"),
-    ("raw", "JSON", "the original record as read, untouched"),
+    ("raw", "JSON", "the original record as read, untouched, where a copy is kept"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
