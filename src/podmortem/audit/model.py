@@ -70,17 +70,30 @@ def create_table(con: duckdb.DuckDBPyConnection, name: str = TABLE) -> None:
     case index analysed again): every insert names its columns, so their order is free."""
     cols = ", ".join(f'"{c}" {t}' for c, t, _ in COLUMNS)
     con.execute(f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})')
+    add_missing_columns(con, name)
+
+
+def add_missing_columns(
+    con: duckdb.DuckDBPyConnection, name: str, database: str | None = None
+) -> None:
+    """Add to table ``name`` (of the attached ``database``, else the current one) the event
+    columns it lacks, at the end: it was made by an earlier version."""
+    where = (
+        "database_name = ? AND schema_name = 'main'"
+        if database
+        else "database_name = current_database() AND schema_name = current_schema()"
+    )
     have = {
         str(r[0])
         for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ?"
-            " AND database_name = current_database() AND schema_name = current_schema()",
-            [name],
+            f"SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND {where}",  # noqa: S608 - fixed SQL text, values bound
+            [name, database] if database else [name],
         ).fetchall()
     }
+    qualified = f'"{database}"."{name}"' if database else f'"{name}"'
     for c, t, _ in COLUMNS:
         if c not in have:
-            con.execute(f'ALTER TABLE "{name}" ADD COLUMN "{c}" {t}')
+            con.execute(f'ALTER TABLE {qualified} ADD COLUMN "{c}" {t}')
 
 
 COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMN_NAMES)

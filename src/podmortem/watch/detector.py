@@ -33,7 +33,7 @@ import duckdb
 from podmortem.audit.actors import ActorPolicy
 from podmortem.audit.correlate import run_correlation
 from podmortem.audit.engine import HITS, run
-from podmortem.audit.model import COLUMNS, create_table
+from podmortem.audit.model import COLUMNS, add_missing_columns, create_table
 from podmortem.audit.ruleset import RuleSet
 from podmortem.audit.sources import load
 from podmortem.findings import Caveat, Finding
@@ -134,17 +134,7 @@ class IncrementalDetector:
         con.execute(f"CREATE TABLE IF NOT EXISTS st.{WINDOW} ({cols}, ident VARCHAR)")
         # A state written by an earlier version lacks the columns added since (log_name):
         # add them; rows move between the window tables by name, never by position.
-        have = {
-            str(r[0])
-            for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'st'"
-                " AND table_name = ?",
-                [WINDOW],
-            ).fetchall()
-        }
-        for c, t, _ in COLUMNS:
-            if c not in have:
-                con.execute(f'ALTER TABLE st.{WINDOW} ADD COLUMN "{c}" {t}')
+        add_missing_columns(con, WINDOW, database="st")
         con.execute(
             "CREATE TABLE IF NOT EXISTS st.watch_window_hits (ident VARCHAR, rule_key VARCHAR)"
         )
