@@ -75,3 +75,26 @@ def test_kill_at_arbitrary_moments_never_breaks_the_chain(tmp_path: Path, delay:
     report = verify_case(case.root)
     assert report.ok, report.problems
     assert not [w for w in report.warnings if w.kind == v.MANIFEST_BEHIND]
+
+
+def test_index_left_half_made_by_a_kill_is_made_again(tmp_path: Path) -> None:
+    """A process killed while DuckDB writes a new case index leaves at most the unfinished
+    ``index.duckdb.new`` (the index appears only whole, by rename); the next writer makes
+    the index again. Before, the truncated index itself stayed and no process could open
+    the case index again (seen: the watch responder killed at the wrong moment)."""
+    import duckdb
+
+    from podmortem.case.index import connect, load_findings
+
+    case = Case.init(tmp_path / "case", case_id="C-1", examiner="tester")
+    half = case.index_path.with_name(case.index_path.name + ".new")
+    half.write_bytes(b"\0" * 4096)  # what a kill during DuckDB's first write leaves
+    assert not case.index_path.exists()
+    con = connect(case)
+    con.close()
+    assert case.index_path.exists() and not half.exists()
+    assert load_findings(case, "audit") == []
+    # a truncated index in place (an earlier version's crash) is not mistaken for a new one
+    case.index_path.write_bytes(b"\0" * 4096)
+    with pytest.raises(duckdb.Error):
+        connect(case)

@@ -7,7 +7,9 @@ the analysis that made it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -28,10 +30,35 @@ CREATE TABLE IF NOT EXISTS caveats (
 
 
 def connect(case: Case, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    if not read_only and not case.index_path.exists():
+        _create(case.index_path)
     con = duckdb.connect(str(case.index_path), read_only=read_only)
     if not read_only:
         con.execute(_SCHEMA)
     return con
+
+
+def _create(path: Path) -> None:
+    """Make a new index beside its place and rename it into place once DuckDB has written
+    it whole. A process killed while DuckDB writes a new file's first blocks (the watch
+    responder is SIGKILLed at any moment, and opens the index again when restarted) would
+    otherwise leave a truncated file that DuckDB refuses to open ever after; now it leaves
+    only the unfinished ``.new`` file, which the next creation replaces."""
+    tmp = path.with_name(path.name + _NEW)
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(_SCHEMA)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+_NEW = ".new"
 
 
 def store_findings(
