@@ -44,7 +44,7 @@ def _create(path: Path) -> None:
     responder is SIGKILLed at any moment, and opens the index again when restarted) would
     otherwise leave a truncated file that DuckDB refuses to open ever after; now it leaves
     only the unfinished ``.new`` file, which the next creation replaces."""
-    tmp = path.with_name(path.name + _NEW)
+    tmp = path.with_name(path.name + ".new")
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
         leftover.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
@@ -53,12 +53,9 @@ def _create(path: Path) -> None:
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    with open(tmp, "rb+") as fh:
+    with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-_NEW = ".new"
 
 
 def store_findings(

@@ -128,7 +128,7 @@ _IS_NATIVE_EVENT = (
 
 
 def text_lines(compression: str) -> str:
-    """Rows ``(line)``: each non-blank line of a JSON-lines file as text, in file order.
+    """Rows ``(line)``: each line of a JSON-lines file as text, in file order.
 
     DuckDB's CSV reader splits the file on ``\\n`` in parallel, with a delimiter (U+0001)
     and no quote or escape, so a line of valid JSON is one column, verbatim: JSON text
