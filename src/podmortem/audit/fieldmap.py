@@ -53,6 +53,10 @@ class FieldExpr:
     lowercase: bool = False
     # A bare column reference (cheap to repeat) rather than a computed expression.
     is_column: bool = False
+    # The JSON column (as SQL) this is read from: where that column is NULL the expression
+    # is NULL, or an empty list. The rule compiler then tests the column first (see
+    # :mod:`.sigma`).
+    json_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,17 +169,18 @@ class FieldMap:
             if name == root_name:
                 # The whole object as JSON text, for |contains and |re over a body whose
                 # keys are not known in advance (ConfigMap data, labels with dots).
-                return FieldExpr(self.dialect.to_text(self.dialect.ident(root.column)))
+                whole = self.dialect.ident(root.column)
+                return FieldExpr(self.dialect.to_text(whole), json_column=whole)
             if name.startswith(root_name + "."):
                 sub = name[len(root_name) + 1 :]
                 if root.single_key:
                     _quote_key(sub)  # refuses what cannot be quoted
                     kind: Kind = "list" if root.is_list else "scalar"
+                    column = self.dialect.ident(root.column)
                     return FieldExpr(
-                        self.dialect.json_value(
-                            self.dialect.ident(root.column), [(sub, root.is_list)]
-                        ),
+                        self.dialect.json_value(column, [(sub, root.is_list)]),
                         kind,
+                        json_column=column,
                     )
                 return self._json_path(self.dialect.ident(root.column), sub)
         raise UnknownFieldError(f"unknown field {name!r}")
@@ -193,7 +198,11 @@ class FieldMap:
         steps = self._steps(dotted)
         is_list = any(arr for _, arr in steps)
         # With a [*] step DuckDB returns a (flattened) VARCHAR[]: empty when nothing matches.
-        return FieldExpr(self.dialect.json_value(json_sql, steps), "list" if is_list else "scalar")
+        return FieldExpr(
+            self.dialect.json_value(json_sql, steps),
+            "list" if is_list else "scalar",
+            json_column=json_sql,
+        )
 
     def _pod_paths(self, suffix: str) -> list[list[Step]]:
         """Paths (no array steps): ``suffix`` under every place a pod spec can sit."""
@@ -217,7 +226,7 @@ class FieldMap:
         split = next((i for i, k in enumerate(keys) if k in self.array_keys), None)
         col = self.dialect.ident(self.json_roots["requestObject"].column)
         if split is None:
-            return FieldExpr(self.dialect.json_first(col, self._pod_paths(rest)))
+            return FieldExpr(self.dialect.json_first(col, self._pod_paths(rest)), json_column=col)
         return self._pod_arrays([".".join(keys[: split + 1])], ".".join(keys[split + 1 :]))
 
     def _pod_arrays(self, arrays: list[str], rest: str) -> FieldExpr:
@@ -225,12 +234,18 @@ class FieldMap:
         array key), across every pod spec location: one parse of the body for all."""
         col = self.dialect.ident(self.json_roots["requestObject"].column)
         paths = [p for a in arrays for p in self._pod_paths(a)]
-        return FieldExpr(self.dialect.json_arrays(col, paths, self._steps(rest)), "list")
+        return FieldExpr(
+            self.dialect.json_arrays(col, paths, self._steps(rest)), "list", json_column=col
+        )
 
     def _union(self, parts: list[FieldExpr]) -> FieldExpr:
         d = self.dialect
         lists = [p.sql if p.kind == "list" else d.singleton(p.sql) for p in parts]
-        return FieldExpr(d.concat(lists), "list")
+        # Lists read from one JSON column are NULL or empty where it is NULL, and so is their
+        # concatenation; a scalar part would add an element (NULL) of its own.
+        columns = {p.json_column if p.kind == "list" else None for p in parts}
+        only = columns.pop() if len(columns) == 1 else None
+        return FieldExpr(d.concat(lists), "list", json_column=only)
 
 
 def _quote_key(key: str) -> str:

@@ -295,3 +295,74 @@ def test_contains_list_searches_without_anchors() -> None:
         False,
         True,
     ]
+
+
+# ------------------------------------------------------------------ JSON-column guards
+
+_BODY_ATOMS = {
+    "pid": "podSpec.hostPID: true",
+    "img": "image|contains: xmrig",
+    "any": "requestObject.spec.replicas: '*'",
+    "nul": "requestObject.spec.replicas: null",
+    "gone": "requestObject.spec.replicas|exists: false",
+    "ann": "annotations.authorization.k8s.io/decision: allow",
+    "verb": "verb: delete",
+    "ns": "objectRef.namespace: kube-system",
+}
+_GUARD_EVENTS = [
+    ev(verb="delete"),
+    ev(verb="create", requestObject={"spec": {"hostPID": True}}),
+    ev(verb="create", requestObject={"spec": {"containers": [{"image": "xmrig:1"}]}}),
+    ev(verb="patch", requestObject={"spec": {"replicas": 0}}),
+    ev(verb="delete", objectRef={"resource": "pods", "namespace": "kube-system"}),
+    ev(annotations={"authorization.k8s.io/decision": "allow"}),
+    ev(verb="create", requestObject={"metadata": {"name": "x"}}),
+]
+
+
+def _unguarded(detection: str) -> str:
+    from podmortem.audit.sigma import _Compiler
+
+    comp = _Compiler(FIELDS)
+    parts = [comp.node(c.parsed) for c in _rule(detection).detection.parsed_condition]
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _detection(condition: str) -> str:
+    sels = "\n".join(f"{k}: {{{v}}}" for k, v in _BODY_ATOMS.items())
+    return f"{sels}\ncondition: {condition}"
+
+
+def test_a_json_column_every_match_needs_is_tested_first() -> None:
+    sql = compile_rule(_rule(_detection("pid and verb")), FIELDS).sql
+    assert sql.startswith('("request_object" IS NOT NULL AND ')
+    # both alternatives read the body: still needed
+    assert compile_rule(_rule(_detection("pid or img")), FIELDS).sql.startswith(
+        '("request_object" IS NOT NULL AND '
+    )
+    for condition in ("pid or verb", "not pid", "nul", "gone", "verb and not img"):
+        assert "IS NOT NULL AND" not in compile_rule(_rule(_detection(condition)), FIELDS).sql
+    # a test for an absent value matches events without a body
+    assert matches(_detection("nul and verb"), *_GUARD_EVENTS)[0]
+
+
+_CONDITIONS = st.recursive(
+    st.sampled_from(sorted(_BODY_ATOMS)),
+    lambda inner: st.one_of(
+        st.builds(lambda a, b: f"({a} and {b})", inner, inner),
+        st.builds(lambda a, b: f"({a} or {b})", inner, inner),
+        st.builds(lambda a: f"not {a}", inner),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_CONDITIONS)
+def test_guards_never_change_what_a_rule_matches(condition: str) -> None:
+    det = _detection(condition)
+    con = make_table(_GUARD_EVENTS)
+    guarded = compile_rule(_rule(det), FIELDS).sql
+    rows = "SELECT source_line FROM audit_events WHERE {} ORDER BY 1"
+    got = con.execute(rows.format(guarded)).fetchall()
+    assert got == con.execute(rows.format(_unguarded(det))).fetchall(), guarded
