@@ -94,6 +94,28 @@ class ActorPolicy:
                 whens.append(f"WHEN {' OR '.join(conds)} THEN {lit(c.name)}")
         return f"(CASE {' '.join(whens)} ELSE {lit(self.default)} END)"
 
+    def classes_of(self, rows: str, username: str = "username", groups: str = "user_groups") -> str:
+        """A relation ``(a_user, a_groups, actor_class)``: the class of each distinct
+        (``username``, ``groups``) pair of ``rows`` (a table or CTE name), to join on
+        :meth:`joins` instead of evaluating :meth:`sql` per row. The ``CASE`` has dozens
+        of patterns and costs microseconds a row (45k secret reads of a correlation:
+        0.2 s of CPU); a log has few distinct identities."""
+        return (
+            f"SELECT a_user, a_groups, {self.sql('a_user', 'a_groups')} AS actor_class"  # noqa: S608 - names are ours
+            f" FROM (SELECT DISTINCT {username} AS a_user, {groups} AS a_groups FROM {rows})"
+        )
+
+    @staticmethod
+    def joins(
+        classes: str, row: str, username: str = "username", groups: str = "user_groups"
+    ) -> str:
+        """The join condition of a row (alias ``row``) and its class in :meth:`classes_of`
+        (alias ``classes``): NULL usernames and groups pair too."""
+        return (
+            f"{classes}.a_user IS NOT DISTINCT FROM {row}.{username}"
+            f" AND {classes}.a_groups IS NOT DISTINCT FROM {row}.{groups}"
+        )
+
     def adjust(self, level: Severity, actor_class: str) -> Severity:
         shifted = int(level) + self.severity_shift.get(actor_class, 0)
         return Severity(max(int(Severity.INFORMATIONAL), min(int(Severity.CRITICAL), shifted)))

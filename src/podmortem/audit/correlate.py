@@ -71,14 +71,17 @@ def run_correlation(
     # connection, replaced by the next correlation and dropped at the end.
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {_EV} AS
+    WITH q AS MATERIALIZED (
         SELECT coalesce(e.audit_id, e.event_key) AS rid,
                coalesce(e.stage_timestamp, e.request_received) AS ts,
-               coalesce(e.username, '') AS actor,
-               {policy.sql('e."username"', 'e."user_groups"')} AS actor_class,
+               coalesce(e.username, '') AS actor, e.username, e.user_groups,
                e.source_ips {gsel} {vsel}
         FROM "{table}" e
         WHERE e.rowid IN (SELECT row_id FROM {hits} WHERE r IN ({rules_in}))
         QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts) = 1
+    ), c AS ({policy.classes_of("q")})
+    SELECT q.* EXCLUDE (username, user_groups), c.actor_class
+    FROM q JOIN c ON {policy.joins("c", "q")}
     """)
     sql = f"""
     WITH kept AS (

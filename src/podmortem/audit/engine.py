@@ -142,20 +142,14 @@ def _match(
     # depends only on (username, groups): classify each distinct pair once and join.
     marker = FieldMap.default().resolve("actorClass").sql
     if any(marker in (r.sql or "") for _, r in branches):
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {ACTORS} AS SELECT username AS a_user,"
-            f" user_groups AS a_groups, {policy.sql()} AS actor_class"
-            f' FROM (SELECT DISTINCT username, user_groups FROM "{table}")'
-        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {ACTORS} AS {policy.classes_of(table)}")
 
     def select(i: int, r: AuditRule) -> str:
         sql = r.sql or "FALSE"
         if marker in sql:
             return (
                 f'SELECT {i} AS r, e.rowid AS row_id FROM "{table}" e JOIN {ACTORS} a'
-                " ON a.a_user IS NOT DISTINCT FROM e.username"
-                " AND a.a_groups IS NOT DISTINCT FROM e.user_groups"
-                f" WHERE {sql.replace(marker, 'a.actor_class')}"
+                f" ON {policy.joins('a', 'e')} WHERE {sql.replace(marker, 'a.actor_class')}"
             )
         return f'SELECT {i} AS r, rowid AS row_id FROM "{table}" WHERE {sql}'
 
@@ -200,16 +194,17 @@ def _group(
     policy: ActorPolicy,
     result: EngineResult,
 ) -> None:
-    actor_sql = policy.sql('e."username"', 'e."user_groups"')
     rule_list = ", ".join(str(i) for i in emitting)
     sql = f"""
-    WITH h AS (
+    WITH h0 AS MATERIALIZED (
         SELECT e.*, h.r, coalesce(e.stage_timestamp, e.request_received) AS ts,
-               {actor_sql} AS actor_class,
                {object_sql("e.")} AS object,
                coalesce(e.audit_id, e.event_key) AS rid
         FROM {HITS} h JOIN "{table}" e ON e.rowid = h.row_id
         WHERE h.r IN ({rule_list})
+    ), c AS ({policy.classes_of("h0")}
+    ), h AS (
+        SELECT h0.*, c.actor_class FROM h0 JOIN c ON {policy.joins("c", "h0")}
     )
     SELECT r, coalesce(username, '') AS actor, actor_class, object,
            count(DISTINCT rid) AS requests,
