@@ -101,14 +101,14 @@ def run_correlation(
            c.peak, c.first_cross, c.last_cross,
            count(DISTINCT k.rid),
            list_slice(list(DISTINCT k.rid ORDER BY k.rid), 1, {MAX_AUDIT_IDS}),
-           list_distinct(list(k.actor)),
-           list_distinct(list(k.actor_class)),
-           list_distinct(flatten(list(k.source_ips)))
+           list_sort(list_distinct(list(k.actor))),
+           list_sort(list_distinct(list(k.actor_class))),
+           list_sort(list_distinct(flatten(list(k.source_ips))))
     FROM crossed c JOIN kept k
       ON {" AND ".join(f"k.{g} IS NOT DISTINCT FROM c.{g}" for g in gcols) or "TRUE"}
      AND k.ts BETWEEN c.first_cross - INTERVAL {int(spec.timespan_s)} SECOND AND c.last_cross
     GROUP BY ALL
-    ORDER BY c.first_cross
+    ORDER BY c.first_cross{"".join(", c." + g for g in gcols)}
     """
     findings: list[Finding] = []
     suppressed: list[Suppressed] = []

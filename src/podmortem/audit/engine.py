@@ -210,24 +210,24 @@ def _group(
            count(DISTINCT rid) AS requests,
            min(ts), max(ts),
            list_slice(list(DISTINCT rid ORDER BY rid), 1, {MAX_AUDIT_IDS}),
-           list_distinct(flatten(list(source_ips))),
-           list_distinct(list(verb)),
-           list_distinct(list(user_agent)),
-           list_distinct(list(array_to_string(exec_command, ' '))
-                         FILTER (exec_command IS NOT NULL)),
-           list_distinct(list(provider)),
-           list_distinct(list(cluster)),
-           list_distinct(list(response_code)),
-           list_distinct(list(source_file)),
+           list_sort(list_distinct(flatten(list(source_ips)))),
+           list_sort(list_distinct(list(verb))),
+           list_sort(list_distinct(list(user_agent))),
+           list_sort(list_distinct(list(array_to_string(exec_command, ' '))
+                         FILTER (exec_command IS NOT NULL))),
+           list_sort(list_distinct(list(provider))),
+           list_sort(list_distinct(list(cluster))),
+           list_sort(list_distinct(list(response_code))),
+           list_sort(list_distinct(list(source_file))),
            bool_or(coalesce(truncated, FALSE)),
            -- the controller that made a pod (ReplicaSet/x): who to look at next
-           list_distinct(list(
+           list_sort(list_distinct(list(
                json_extract_string(request_object, '$.metadata.ownerReferences[0].kind')
                || '/' ||
-               json_extract_string(request_object, '$.metadata.ownerReferences[0].name')))
+               json_extract_string(request_object, '$.metadata.ownerReferences[0].name'))))
     FROM h
     GROUP BY r, actor, actor_class, object
-    ORDER BY r, min(ts)
+    ORDER BY r, min(ts), actor, object, actor_class
     """
     per_rule: dict[str, int] = {}
     for row in con.execute(sql).fetchall():

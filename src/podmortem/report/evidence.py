@@ -325,7 +325,8 @@ WITH r AS (
       || coalesce(CAST(source_line AS VARCHAR), '') || '|' || coalesce(envelope, '') AS copy
   FROM audit_events),
 pick AS (
-  SELECT k, arg_min(rid, rank * 1000000000000 + rid) AS rid, list(DISTINCT copy) AS copies
+  SELECT k, arg_min(rid, rank * 1000000000000 + rid) AS rid,
+         list(DISTINCT copy ORDER BY copy) AS copies
   FROM r GROUP BY k)
 SELECT e.audit_id, coalesce(e.stage_timestamp, e.request_received) AS t, e.verb, e.username,
   e.source_ips, e.user_agent, e.obj_resource, e.obj_namespace, e.obj_name, e.obj_subresource,

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from podmortem.audit.model import TABLE
-from podmortem.audit.reconstruct.requests import REQUESTS
+from podmortem.audit.reconstruct.requests import REQUESTS, first_distinct
 
 MAX_OBJECTS = 100  # per category and action; the count is exact
 CATEGORY_SQL = """(CASE
@@ -109,8 +109,7 @@ def blast_radius(
         SELECT actor, client_ip, {CATEGORY_SQL} AS cat, {ACTION_SQL} AS act,
                count(*) FILTER (response_code < 400),
                count(*) FILTER (response_code >= 400 OR response_code IS NULL),
-               list_slice(list(DISTINCT {OBJECT_SQL}) FILTER (response_code < 400),
-                          1, {MAX_OBJECTS})
+               {first_distinct(OBJECT_SQL, MAX_OBJECTS, "response_code < 400")}
         FROM r
         GROUP BY ALL ORDER BY cat, act
         """,

@@ -21,7 +21,7 @@ import duckdb
 import yaml
 
 from podmortem.audit.model import TABLE
-from podmortem.audit.reconstruct.requests import EXTRA_CREDENTIAL, json_value
+from podmortem.audit.reconstruct.requests import EXTRA_CREDENTIAL, first_distinct, json_value
 from podmortem.findings import Caveat, Provenance
 
 LEVELS = ("None", "Metadata", "Request", "RequestResponse")
@@ -182,7 +182,7 @@ def observe(con: duckdb.DuckDBPyConnection, table: str = TABLE) -> list[Observat
             FROM s WHERE obj_resource IS NOT NULL GROUP BY ALL
         )
         SELECT s.p, s.env, s.cl, count(*),
-               list_slice(list(DISTINCT source_file), 1, 50),
+               {first_distinct("source_file", 50)},
                list_distinct(list(obj_resource) FILTER (obj_resource IS NOT NULL)),
                list_distinct(list(verb) FILTER (verb IS NOT NULL)),
                (SELECT list(struct_pack(r := obj_resource, l := lr)) FROM lv

@@ -26,7 +26,7 @@ import duckdb
 
 from podmortem.audit.model import TABLE
 from podmortem.audit.reconstruct.credentials import CredentialChain
-from podmortem.audit.reconstruct.requests import REQUESTS, json_value
+from podmortem.audit.reconstruct.requests import REQUESTS, first_distinct, json_value
 
 MAX_ACTORS = 5000
 MAX_LIST = 20
@@ -145,17 +145,15 @@ def actors(
         f"""
         SELECT actor, any_value(actor_class), count(*),
                count(*) FILTER (response_code IN (401, 403)), min(ts), max(ts),
-               list_slice(list(DISTINCT client_ip) FILTER (client_ip IS NOT NULL), 1, {MAX_LIST}),
+               {first_distinct("client_ip", MAX_LIST)},
                count(DISTINCT client_ip),
-               list_slice(list(DISTINCT user_agent) FILTER (user_agent IS NOT NULL), 1, {MAX_LIST}),
-               list_slice(list(DISTINCT credential_id) FILTER (credential_id IS NOT NULL),
-                          1, {MAX_LIST}),
-               list_slice(list(DISTINCT user_uid) FILTER (user_uid IS NOT NULL), 1, {MAX_LIST}),
-               list_slice(list_distinct(flatten(list(DISTINCT coalesce(user_groups, [])))),
-                          1, {MAX_LIST}),
-               list_distinct(list(provider) FILTER (provider IS NOT NULL)),
-               list_slice(list(DISTINCT impersonated) FILTER (impersonated IS NOT NULL),
-                          1, {MAX_LIST})
+               {first_distinct("user_agent", MAX_LIST)},
+               {first_distinct("credential_id", MAX_LIST)},
+               {first_distinct("user_uid", MAX_LIST)},
+               list_slice(list_sort(list_distinct(flatten(
+                   list(DISTINCT coalesce(user_groups, []))))), 1, {MAX_LIST}),
+               list_sort(list_distinct(list(provider) FILTER (provider IS NOT NULL))),
+               {first_distinct("impersonated", MAX_LIST)}
         FROM {requests} WHERE {where}
         GROUP BY actor ORDER BY min(ts), actor LIMIT {MAX_ACTORS + 1}
         """,
@@ -193,11 +191,7 @@ def _cloud(con: duckdb.DuckDBPyConnection, table: str, found: list[Actor]) -> No
     if not found:
         return
     keys = (*EKS_KEYS, *AKS_KEYS)
-    picks = ", ".join(
-        f"list_slice(list(DISTINCT {json_value('user_extra', k)}) "
-        f"FILTER ({json_value('user_extra', k)} IS NOT NULL), 1, {MAX_LIST})"
-        for k in keys
-    )
+    picks = ", ".join(first_distinct(json_value("user_extra", k), MAX_LIST) for k in keys)
     names = [a.name for a in found]
     by_name = {a.name: a for a in found}
     # Row ids first (one column, filter pushed into the scan), JSON only for those rows.

@@ -27,6 +27,7 @@ from podmortem.audit.reconstruct.requests import (
     ISSUED_CREDENTIAL,
     REQUESTS,
     check_table,
+    first_distinct,
     fresh,
     json_value,
     object_label,
@@ -264,9 +265,9 @@ def _summary(con: duckdb.DuckDBPyConnection, rel: str = PIVOT) -> dict[str, Any]
         f"""
         SELECT min(ts), max(ts), histogram(verb), histogram(obj_resource), histogram({outcome()}),
                histogram(client_ip), count(DISTINCT client_ip),
-               list_slice(list(DISTINCT user_agent) FILTER (user_agent IS NOT NULL), 1, 50),
+               {first_distinct("user_agent", 50)},
                count(DISTINCT user_agent), count(DISTINCT credential_id),
-               list_slice(list(DISTINCT credential_id) FILTER (credential_id IS NOT NULL), 1, 50)
+               {first_distinct("credential_id", 50)}
         FROM {rel}
         """
     ).fetchone()

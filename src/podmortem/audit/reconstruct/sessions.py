@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from podmortem.audit.reconstruct.requests import REQUESTS
+from podmortem.audit.reconstruct.requests import REQUESTS, first_distinct
 
 DEFAULT_GAP_S = 1800
 MAX_SESSIONS = 2000
@@ -155,10 +155,10 @@ def sessions(
         SELECT actor, any_value(actor_class) AS cls, client_ip, sid, min(ts) AS t0, max(ts) AS t1,
                count(*) AS n, count(*) FILTER (response_code IN (401, 403)) AS nf,
                histogram(verb) AS verbs, histogram(obj_resource) AS res,
-               list_slice(list(DISTINCT user_agent) FILTER (user_agent IS NOT NULL), 1, 10) AS uas,
-               list_slice(list(DISTINCT credential_id) FILTER (credential_id IS NOT NULL),
-                          1, 10) AS creds,
-               list_slice(list(ex ORDER BY ts) FILTER (ex IS NOT NULL), 1, {MAX_EXECS}) AS execs,
+               {first_distinct("user_agent", 10)} AS uas,
+               {first_distinct("credential_id", 10)} AS creds,
+               list_slice(list(ex ORDER BY ts, ex) FILTER (ex IS NOT NULL), 1, {MAX_EXECS})
+                 AS execs,
                count(*) FILTER (obj_subresource IN ('exec', 'attach')) AS nexec
         FROM s GROUP BY actor, client_ip, sid
     )
