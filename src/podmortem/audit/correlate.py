@@ -78,7 +78,8 @@ def run_correlation(
                e.source_ips {gsel} {vsel}
         FROM "{table}" e
         WHERE e.rowid IN (SELECT row_id FROM {hits} WHERE r IN ({rules_in}))
-        QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts) = 1
+        -- the earliest event of the request; the first read if two are as early
+        QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts, e.rowid) = 1
     ), c AS ({policy.classes_of("q")})
     SELECT q.* EXCLUDE (username, user_groups), c.actor_class
     FROM q JOIN c ON {policy.joins("c", "q")}
