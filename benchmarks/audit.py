@@ -3,6 +3,7 @@
 One command, one run::
 
     .venv/bin/python benchmarks/audit.py [--events 1000000] [--data DIR] [--peer-events 100000]
+        [--repeat 3] [--separate]
 
 1. Generates ``--events`` realistic events across the four sources (native JSONL, EKS
    Firehose gzip, AKS blob, GKE LogEntries) with ``benchmarks/gen_audit.py``, or reuses
@@ -24,7 +25,9 @@ One command, one run::
    flattened into a SQLite table and the same SigmaHQ rules converted with pySigma's SQLite
    backend; and podmortem with only those SigmaHQ rules on the same events, side by side.
 
-Prints a table and writes ``benchmarks/results/audit.json``. Numbers depend on the machine
+Every measurement runs ``--repeat`` times (3), each in a fresh process; the table gives
+the run of median time and, in brackets, the fastest and slowest. Prints the table and
+writes ``benchmarks/results/audit.json``. Numbers depend on the machine
 and on what else runs on it; the JSON records the load average seen during the run.
 """
 
@@ -309,6 +312,21 @@ def _run(*args: str) -> dict[str, Any]:
     return result
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median time (the whole run, so that its parts add up), with the fastest
+    and slowest times beside it: these machines are shared, and one run can be a third
+    slower than the next."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda r: float(r.get("seconds", 0.0)))
+    mid = dict(ordered[len(ordered) // 2])
+    if len(runs) > 1:
+        mid["spread_seconds"] = [ordered[0]["seconds"], ordered[-1]["seconds"]]
+        mid["runs"] = len(runs)
+    return mid
+
+
 def _run_cli(paths: list[Path], out: Path) -> dict[str, Any]:
     """``podmortem audit analyze`` itself, as a user runs it: interpreter start, rule
     loading, readers, rules, correlations and the attack reconstruction, JSON written."""
@@ -354,7 +372,17 @@ def main() -> None:
     ap.add_argument(
         "--separate", action="store_true", help="also run podmortem on each source on its own"
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each measurement, each in a fresh process; the median is reported",
+    )
     args = ap.parse_args()
+    repeat = max(1, args.repeat)
+
+    def run(*a: str) -> dict[str, Any]:
+        return _median([_run(*a) for _ in range(repeat)])
 
     sys.path.insert(0, str(HERE))
     tmp = tempfile.TemporaryDirectory(prefix="podmortem-bench-")
@@ -373,15 +401,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for src, path in paths.items():
         size = path.stat().st_size
-        floor = _run("floor-python", str(path), src)
+        floor = run("floor-python", str(path), src)
         rows.append({"source": src, "what": "floor: python-json", "bytes": size, **floor})
         if src == "native":
-            duck = _run("floor-duckdb", str(path))
+            duck = run("floor-duckdb", str(path))
             rows.append({"source": src, "what": "floor: duckdb-json", "bytes": size, **duck})
         if args.separate:
-            pm = _run("podmortem", str(path))
+            pm = run("podmortem", str(path))
             rows.append({"source": src, "what": "podmortem (own run)", "bytes": size, **pm})
-    total = _run("podmortem", *[str(p) for p in paths.values()])
+    total = run("podmortem", *[str(p) for p in paths.values()])
     if "per_file" in total:
         # Per source, from the single run: its load time plus its share (by events) of the
         # time the rules took over everything.
@@ -404,17 +432,19 @@ def main() -> None:
                 }
             )
     rows.append({"source": "all four", "what": "podmortem end to end (one run)", **total})
-    kept = _run("podmortem-keep-raw", *[str(p) for p in paths.values()])
+    kept = run("podmortem-keep-raw", *[str(p) for p in paths.values()])
     rows.append({"source": "all four", "what": "same, with --keep-raw", **kept})
-    cli = _run_cli(list(paths.values()), Path(tmp.name) / "analyze.json")
+    cli = _median(
+        [_run_cli(list(paths.values()), Path(tmp.name) / "analyze.json") for _ in range(repeat)]
+    )
     rows.append({"source": "all four", "what": "podmortem audit analyze (CLI)", **cli})
 
     peer_rows: list[dict[str, Any]] = []
     if "native" in paths and SIGMA_DIR.is_dir():
         sample = _sample(paths["native"], args.peer_events, Path(tmp.name) / "peer.jsonl")
-        peer = _run("peer", str(sample), str(args.peer_events))
+        peer = run("peer", str(sample), str(args.peer_events))
         peer_rows.append({"what": "peer: pySigma sqlite (Zircolite-style)", **peer})
-        pms = _run("podmortem-sigma", str(sample))
+        pms = run("podmortem-sigma", str(sample))
         peer_rows.append({"what": "podmortem, SigmaHQ rules only", **pms})
     load_after = os.getloadavg()
 
@@ -439,14 +469,17 @@ def main() -> None:
                 + ")"
             )
         rss = f"{r['rss_mb']:7.0f} MB" if r.get("rss_mb") is not None else "      -   "
+        spread = r.get("spread_seconds")
+        runs = f"  [{spread[0]:.2f}-{spread[1]:.2f}s]" if spread else ""
         return (
             f"{r.get('events', 0):>9} ev  {r.get('seconds', 0):7.2f}s"
-            f"  {r.get('events_per_s', 0):>9} ev/s  {rss}{extra}"
+            f"  {r.get('events_per_s', 0):>9} ev/s  {rss}{extra}{runs}"
         )
 
     print(
         f"\nKubernetes audit analysis benchmark ({os.cpu_count()} CPUs,"
-        f" load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
+        f" load average {load_before[0]:.1f} -> {load_after[0]:.1f};"
+        f" median of {repeat} run(s) each, [fastest-slowest])"
     )
     if t_gen:
         print(f"generated {args.events} events in {t_gen:.1f}s")
@@ -467,6 +500,7 @@ def main() -> None:
                 "benchmark": "audit",
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "cpus": os.cpu_count(),
+                "repeat": repeat,
                 "load_average": {"before": load_before, "after": load_after},
                 "events_generated": args.events if t_gen else None,
                 "generate_seconds": round(t_gen, 2),
