@@ -73,18 +73,15 @@ def _category(rec: Mapping[str, Any]) -> Any:
 
 
 def handle_records(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> None:
-    records = obj.get("records")
-    if not isinstance(records, list):
-        ctx.not_audit("aks: records is not a list", where)
-        return
-    if not records:
-        ctx.not_audit("aks: empty records list", where)
-    for i, rec in enumerate(records):
-        w = where.inner(f"records[{i}]")
-        if isinstance(rec, dict):
-            handle_record(rec, w, ctx, envelope="records")
-        else:
-            ctx.not_audit("aks: record that is not an object", w)
+    for rec, w in ctx.items(
+        obj,
+        "records",
+        where,
+        missing="aks: records is not a list",
+        empty="aks: empty records list",
+        not_object="aks: record that is not an object",
+    ):
+        handle_record(rec, w, ctx, envelope="records")
 
 
 def handle_record(rec: Mapping[str, Any], where: Where, ctx: Ctx, *, envelope: str = "") -> None:

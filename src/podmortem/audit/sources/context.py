@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,33 @@ class Ctx:
         """A record that is not an audit event: counted by reason (one caveat per reason and
         file, with the first location, is written at the end)."""
         self.tally.skip(reason, self.file, where.location)
+
+    def items(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        where: Where,
+        *,
+        missing: str,
+        empty: str,
+        not_object: str,
+    ) -> Iterator[tuple[dict[str, Any], Where]]:
+        """The objects of the list ``obj[key]`` (an EventList's ``items``, AKS ``records``,
+        a filter-log-events page's ``events``), each with its place; the rest counted as
+        skips with the reason given: no list at all, an empty one, an item that is no
+        object."""
+        items = obj.get(key)
+        if not isinstance(items, list):
+            self.not_audit(missing, where)
+            return
+        if not items:
+            self.not_audit(empty, where)
+        for i, item in enumerate(items):
+            w = where.inner(f"{key}[{i}]")
+            if isinstance(item, dict):
+                yield item, w
+            else:
+                self.not_audit(not_object, w)
 
 
 def text_of(value: Any, limit: int = 200) -> str:

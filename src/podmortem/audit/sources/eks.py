@@ -72,18 +72,15 @@ def handle_log_event(
 
 
 def handle_filter_log_events(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> None:
-    events = obj.get("events")
-    if not isinstance(events, list):
-        ctx.not_audit("eks: filter-log-events without events", where)
-        return
-    if not events:
-        ctx.not_audit("eks: filter-log-events page with no events", where)
-    for i, rec in enumerate(events):
-        w = where.inner(f"events[{i}]")
-        if isinstance(rec, dict):
-            handle_log_event(rec, w, ctx, envelope="filter-log-events")
-        else:
-            ctx.not_audit("eks: log event that is not an object", w)
+    for rec, w in ctx.items(
+        obj,
+        "events",
+        where,
+        missing="eks: filter-log-events without events",
+        empty="eks: filter-log-events page with no events",
+        not_object="eks: log event that is not an object",
+    ):
+        handle_log_event(rec, w, ctx, envelope="filter-log-events")
 
 
 def handle_subscription(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> None:

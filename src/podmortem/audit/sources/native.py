@@ -58,18 +58,19 @@ def emit_event(
 
 
 def handle_event_list(obj: Mapping[str, Any], where: Where, ctx: Ctx) -> None:
-    items = obj.get("items")
-    if not isinstance(items, list):
-        ctx.not_audit("native: EventList without items", where)
-        return
-    if not items:
-        ctx.not_audit("native: empty EventList", where)
-    for i, item in enumerate(items):
-        w = where.inner(f"items[{i}]")
-        if isinstance(item, dict) and is_event(item):
+    not_event = "native: EventList item that is not an Event"
+    for item, w in ctx.items(
+        obj,
+        "items",
+        where,
+        missing="native: EventList without items",
+        empty="native: empty EventList",
+        not_object=not_event,
+    ):
+        if is_event(item):
             emit_event(item, w, ctx, envelope="eventlist")
         else:
-            ctx.not_audit("native: EventList item that is not an Event", w)
+            ctx.not_audit(not_event, w)
 
 
 def handle_event_text(
