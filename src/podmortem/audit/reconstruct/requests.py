@@ -123,7 +123,9 @@ def select_requests(
     ), keep AS (
         SELECT min(struct_pack(sr := sr, et := et, row_id := row_id)).row_id AS row_id
         FROM k GROUP BY rid0
-    ), d AS (
+    ), d AS NOT MATERIALIZED (
+        -- read twice (the identities, the rows), but never stored: DuckDB would otherwise
+        -- materialise every column of a million rows first (1M events: 2.05 -> 1.63 s)
         SELECT rowid AS row_id, coalesce(audit_id, event_key) AS rid0, {_COLUMNS}
         FROM "{table}" WHERE rowid IN (SELECT row_id FROM keep)
     ), who AS (
