@@ -26,7 +26,12 @@ import duckdb
 
 from podmortem.audit.model import TABLE
 from podmortem.audit.reconstruct.credentials import CredentialChain
-from podmortem.audit.reconstruct.requests import REQUESTS, first_distinct, json_value
+from podmortem.audit.reconstruct.requests import (
+    REQUESTS,
+    first_distinct,
+    first_string,
+    json_keys,
+)
 
 MAX_ACTORS = 5000
 MAX_LIST = 20
@@ -191,18 +196,21 @@ def _cloud(con: duckdb.DuckDBPyConnection, table: str, found: list[Actor]) -> No
     if not found:
         return
     keys = (*EKS_KEYS, *AKS_KEYS)
-    picks = ", ".join(first_distinct(json_value("user_extra", k), MAX_LIST) for k in keys)
+    picks = ", ".join(
+        first_distinct(first_string(f"ex[{i}]"), MAX_LIST) for i in range(1, len(keys) + 1)
+    )
     names = [a.name for a in found]
     by_name = {a.name: a for a in found}
     # Row ids first (one column, filter pushed into the scan), JSON only for those rows.
     anonymous = " OR username IS NULL" if "" in names else ""
     rows = con.execute(
         f"""SELECT username, {picks} FROM (
+          SELECT username, {json_keys("user_extra", keys)} AS ex FROM (
             -- Each distinct document parsed once: a controller sends the same one all day.
             SELECT DISTINCT coalesce(username, '') AS username, user_extra FROM "{table}"
             WHERE rowid IN (SELECT rowid FROM "{table}"
                             WHERE username IN (SELECT unnest(?::VARCHAR[])){anonymous})
-              AND user_extra IS NOT NULL)
+              AND user_extra IS NOT NULL))
         GROUP BY ALL""",
         [names],
     ).fetchall()

@@ -42,6 +42,7 @@ EXTRA_NODE = "authentication.kubernetes.io/node-name"
 ISSUED_CREDENTIAL = "authentication.kubernetes.io/issued-credential-id"
 STREAMING_SUBRESOURCES = ("exec", "attach", "portforward")
 READ_VERBS = ("get", "list", "watch")
+_EXTRA_KEYS = (EXTRA_CREDENTIAL, EXTRA_POD, EXTRA_NODE)  # ex[1], ex[2], ex[3] below
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -54,6 +55,21 @@ def json_value(column: str, key: str) -> str:
         f"(CASE json_type({column}, {path}) "
         f"WHEN 'ARRAY' THEN json_extract_string({column}, {first}) "
         f"WHEN 'VARCHAR' THEN json_extract_string({column}, {path}) END)"
+    )
+
+
+def json_keys(column: str, keys: tuple[str, ...] | list[str]) -> str:
+    """``column[key]`` for each key, a list from one parse of the document; read each
+    element with :func:`first_string` (as :func:`json_value` reads one key, parsing twice)."""
+    paths = ", ".join(sql_string(f"$.{_q(k)}") for k in keys)
+    return f"json_extract({column}, [{paths}])"
+
+
+def first_string(value: str) -> str:
+    """First string of an extracted JSON value: a list's first element or a plain string."""
+    return (
+        f"(CASE json_type({value}) WHEN 'ARRAY' THEN json_extract_string({value}, '$[0]') "
+        f"WHEN 'VARCHAR' THEN json_extract_string({value}, '$') END)"
     )
 
 
@@ -105,9 +121,6 @@ def select_requests(
     as filtering after; pivots rely on this to touch only the rows they need.
     """
     policy = policy or ActorPolicy.default_policy()
-    extra_paths = ", ".join(
-        sql_string(f"$.{_q(k)}") for k in (EXTRA_CREDENTIAL, EXTRA_POD, EXTRA_NODE)
-    )
     # Deduplicate first, on a narrow relation: which event of each request to keep (the
     # best-ranked stage, then the earliest, then the first read) is one hash aggregate over
     # four columns; only the kept rows are then read whole. (A window over a million
@@ -132,7 +145,7 @@ def select_requests(
         SELECT username AS ku, user_groups AS kg, {policy.sql()} AS cls
         FROM (SELECT DISTINCT username, user_groups FROM d)
     ), x AS (
-        SELECT d.*, json_extract(user_extra, [{extra_paths}]) AS ex FROM d
+        SELECT d.*, {json_keys("user_extra", _EXTRA_KEYS)} AS ex FROM d
     )
     SELECT row_id,
            rid0 AS rid,
@@ -145,9 +158,9 @@ def select_requests(
            obj_resource, obj_subresource, obj_namespace, obj_name, obj_api_group, request_uri,
            response_code, exec_command, exec_container, provider, cluster,
            source_file, source_line, truncated,
-           {_first_string("ex[1]")} AS credential_id,
-           {_first_string("ex[2]")} AS bound_pod,
-           {_first_string("ex[3]")} AS bound_node,
+           {first_string("ex[1]")} AS credential_id,
+           {first_string("ex[2]")} AS bound_pod,
+           {first_string("ex[3]")} AS bound_node,
            {json_value("annotations", ISSUED_CREDENTIAL)} AS issued_credential,
            json_extract_string(impersonated_user, '$.username') AS impersonated
     FROM x LEFT JOIN who ON who.ku IS NOT DISTINCT FROM x.username
@@ -160,14 +173,6 @@ def select_requests(
 _COLUMNS = ", ".join(
     f'"{c}"' for c in COLUMN_NAMES if c not in ("raw", "request_object", "response_object")
 )
-
-
-def _first_string(value: str) -> str:
-    """First string of an extracted JSON value: a list's first element or a plain string."""
-    return (
-        f"(CASE json_type({value}) WHEN 'ARRAY' THEN json_extract_string({value}, '$[0]') "
-        f"WHEN 'VARCHAR' THEN json_extract_string({value}, '$') END)"
-    )
 
 
 def check_table(table: str) -> str:
