@@ -98,3 +98,38 @@ def test_index_left_half_made_by_a_kill_is_made_again(tmp_path: Path) -> None:
     case.index_path.write_bytes(b"\0" * 4096)
     with pytest.raises(duckdb.Error):
         connect(case)
+
+
+DIES_IN_INIT = textwrap.dedent(
+    """
+    import os, sys
+    from podmortem.case.store import Case
+    # the process dies (no cleanup runs) after the first custody record, before the manifest
+    Case._write_manifest = lambda self, *, sync: os._exit(9)
+    Case.init(sys.argv[1], case_id="IR-10", examiner="carol")
+    """
+)
+
+
+def test_death_while_a_case_is_created_leaves_no_half_case(tmp_path: Path) -> None:
+    """The watch responder, SIGKILLed while it created a case, left a folder with a custody
+    log and no manifest: every later run refused it (``already holds a case``) and could not
+    open it either. A case folder now appears whole or not at all."""
+    root = tmp_path / "cases" / "IR-10"
+    proc = subprocess.run([sys.executable, "-c", DIES_IN_INIT, str(root)], check=False)
+    assert proc.returncode == 9
+    assert not root.exists()
+    # what it was writing is in a hidden sibling, never mistaken for the case
+    assert [p.name.startswith(".IR-10.creating-") for p in root.parent.iterdir()] == [True]
+    case = Case.init(root, case_id="IR-10", examiner="carol")
+    assert case.root == root
+    assert verify_case(root).ok
+    assert (root / "custody.jsonl").read_bytes().count(b"case_created") == 1
+
+
+def test_a_case_folder_made_beforehand_is_used_in_place(tmp_path: Path) -> None:
+    root = tmp_path / "IR-11"
+    root.mkdir()
+    case = Case.init(root, case_id="IR-11", examiner="carol")
+    assert case.root == root and verify_case(root).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["IR-11"]

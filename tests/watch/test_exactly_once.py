@@ -38,6 +38,18 @@ def close(proc: subprocess.Popen[bytes]) -> None:
         proc.stderr.close()
 
 
+def finish(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    """Wait for a run to end by itself; its exit code and the end of its error output. The
+    pipe is closed before anything is asserted: left open by a failed assertion, it was
+    reported (unclosed file) in whichever test the garbage collector ran in next."""
+    try:
+        code = proc.wait(timeout=300)
+        err = proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else ""
+    finally:
+        close(proc)
+    return code, err
+
+
 def chunks_logged(log: Path) -> int:
     try:
         return log.read_bytes().count(b'"event":"chunk"')
@@ -91,8 +103,8 @@ def test_kill_9_mid_burst_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     p = run_child(
         ref_file, tmp_path / "ref" / "state", tmp_path / "ref" / "cases", chunk=chunk, delay=0.05
     )
-    assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-3000:] if p.stderr else ""
-    close(p)
+    code, err = finish(p)
+    assert code == 0, err
     ref = outcome(tmp_path / "ref" / "state", tmp_path / "ref" / "cases")
     assert len(ref["findings"]) >= 21  # 20 pods exec'd into + the forbidden burst
     assert len(ref["actions"]) == 20
@@ -139,8 +151,8 @@ def test_kill_9_mid_burst_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         with live.open("ab") as fh:
             fh.write(rest)
     proc = run_child(live, state, cases, chunk=chunk, delay=0.05)
-    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-    close(proc)
+    code, err = finish(proc)
+    assert code == 0, err
     got = outcome(state, cases)
     assert kills >= 2, "the kills did not land while the watcher was running"
 

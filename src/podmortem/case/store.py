@@ -129,7 +129,13 @@ class Case:
     @classmethod
     def init(cls, root: Path | str, *, case_id: str, examiner: str, description: str = "") -> Case:
         """Create a new case. Refuses (touching nothing) if ``root`` already holds one or
-        is a non-empty folder."""
+        is a non-empty folder.
+
+        A new folder is made whole or not at all: the case is written in a hidden sibling
+        (``.NAME.creating-*``) and renamed into place once its first custody record and
+        manifest are on disk. A process killed in between (the watch responder, SIGKILLed
+        mid-burst) left a folder with a custody log and no manifest, which no later run
+        could open or create again. A folder the examiner made beforehand is used in place."""
         root = Path(root)
         if (root / paths.MANIFEST).exists() or (root / paths.CUSTODY).exists():
             raise CaseExistsError(f"{root} already holds a case; refusing to touch it")
@@ -137,6 +143,26 @@ class Case:
             raise CaseExistsError(f"{root} exists and is not an empty folder; refusing")
         if not case_id.strip() or not examiner.strip():
             raise CaseError("case id and examiner must not be empty")
+        if root.exists():
+            return cls._create(root, case_id, examiner, description)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = root.parent / f".{root.name}.creating-{uuid.uuid4().hex[:12]}"
+        try:
+            case = cls._create(staging, case_id, examiner, description)
+            try:
+                # rename(2) refuses a non-empty target: a case made meanwhile stays as it is
+                os.rename(staging, root)
+            except OSError as exc:
+                raise CaseExistsError(f"{root} was created meanwhile; refusing") from exc
+        except BaseException:
+            _remove_tree(staging)
+            raise
+        case.root = root
+        _fsync_dir(root.parent)
+        return case
+
+    @classmethod
+    def _create(cls, root: Path, case_id: str, examiner: str, description: str) -> Case:
         root.mkdir(parents=True, exist_ok=True)
         (root / paths.ARTIFACT_DIR).mkdir()
         manifest: dict[str, Any] = {
@@ -410,6 +436,23 @@ class Case:
         _atomic_write(self.root / paths.HASH_LIST, "".join(lines).encode(), sync=sync)
         data = json.dumps(self._manifest, indent=2, sort_keys=True).encode() + b"\n"
         _atomic_write(self.root / paths.MANIFEST, data, sync=sync)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove a staging folder of ours (a case that was never put in place); nothing in it
+    is evidence yet: the case-created record and the manifest at most."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _atomic_write(target: Path, data: bytes, *, sync: bool) -> None:
