@@ -175,10 +175,10 @@ def _actor_rows(
     literal: str,
 ) -> tuple[str, int]:
     """The actor's requests as a relation: a view on the persisted request table when it is
-    fresh, a copy otherwise. That table is sorted by actor, so each step reads only the
-    blocks holding this actor and only the columns it needs; copying a busy controller's
-    176k whole rows first costs more than all the steps together. A view cannot take a
-    bound parameter: ``literal`` is the actor filter with the name as a quoted literal."""
+    fresh, a copy otherwise. Through the view each step reads only the columns it needs;
+    copying a busy controller's 176k whole rows first costs more than all the steps
+    together. A view cannot take a bound parameter: ``literal`` is the actor filter with
+    the name as a quoted literal."""
     _check_table(con, table)
     if not fresh(con, table):
         return PIVOT, _narrow(con, table, where, derived)
