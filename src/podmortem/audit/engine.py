@@ -197,9 +197,17 @@ def _group(
     rule_list = ", ".join(str(i) for i in emitting)
     sql = f"""
     WITH h0 AS MATERIALIZED (
-        SELECT e.*, h.r, coalesce(e.stage_timestamp, e.request_received) AS ts,
+        -- read twice (identities, rows) and stored once: only the columns used below
+        SELECT h.r, e.username, e.user_groups, e.source_ips, e.verb, e.user_agent,
+               e.exec_command, e.provider, e.cluster, e.response_code, e.source_file,
+               e.truncated, coalesce(e.stage_timestamp, e.request_received) AS ts,
                {object_sql("e.")} AS object,
-               coalesce(e.audit_id, e.event_key) AS rid
+               coalesce(e.audit_id, e.event_key) AS rid,
+               -- the controller that made a pod (ReplicaSet/x): who to look at next
+               json_extract_string(e.request_object, '$.metadata.ownerReferences[0].kind')
+               || '/' ||
+               json_extract_string(e.request_object, '$.metadata.ownerReferences[0].name')
+                 AS owner
         FROM {HITS} h JOIN "{table}" e ON e.rowid = h.row_id
         WHERE h.r IN ({rule_list})
     ), c AS ({policy.classes_of("h0")}
@@ -220,11 +228,7 @@ def _group(
            list_sort(list_distinct(list(response_code))),
            list_sort(list_distinct(list(source_file))),
            bool_or(coalesce(truncated, FALSE)),
-           -- the controller that made a pod (ReplicaSet/x): who to look at next
-           list_sort(list_distinct(list(
-               json_extract_string(request_object, '$.metadata.ownerReferences[0].kind')
-               || '/' ||
-               json_extract_string(request_object, '$.metadata.ownerReferences[0].name'))))
+           list_sort(list_distinct(list(owner)))
     FROM h
     GROUP BY r, actor, actor_class, object
     ORDER BY r, min(ts), actor, object, actor_class
