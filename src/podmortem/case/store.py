@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -155,10 +156,11 @@ class Case:
             except OSError as exc:
                 raise CaseExistsError(f"{root} was created meanwhile; refusing") from exc
         except BaseException:
-            _remove_tree(staging)
+            # ours alone: nothing in it is evidence yet (the case-created record at most)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
         case.root = root
-        _fsync_dir(root.parent)
+        fsync_dir(root.parent)
         return case
 
     @classmethod
@@ -438,21 +440,13 @@ class Case:
         _atomic_write(self.root / paths.MANIFEST, data, sync=sync)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable."""
+def fsync_dir(folder: Path) -> None:
+    """Make a rename (or creation) of an entry of ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _remove_tree(folder: Path) -> None:
-    """Remove a staging folder of ours (a case that was never put in place); nothing in it
-    is evidence yet: the case-created record and the manifest at most."""
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _atomic_write(target: Path, data: bytes, *, sync: bool) -> None:

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from podmortem.case.store import fsync_dir
 from podmortem.errors import InputError
 
 STATE_VERSION = 1
@@ -59,8 +60,4 @@ class StateFile:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.path.parent)
