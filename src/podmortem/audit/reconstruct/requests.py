@@ -168,8 +168,8 @@ def select_requests(
     """
 
 
-# The event columns a request row is made from (never ``raw`` and the bodies: a CTE used
-# twice is materialised, and those are most of the bytes).
+# The event columns a request row is made from (never ``raw`` and the bodies: they are most
+# of the bytes, and no request column is read from them).
 _COLUMNS = ", ".join(
     f'"{c}"' for c in COLUMN_NAMES if c not in ("raw", "request_object", "response_object")
 )
