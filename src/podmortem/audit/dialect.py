@@ -31,6 +31,9 @@ Step = tuple[str, bool]  # (JSON object key, the value is an array stepped into 
 Pred = Callable[[str], str]
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Key names a JSON writer has no reason to escape (no quote, backslash, control character,
+# non-ASCII or slash, which some writers escape as "\/").
+_TEXT_KEY = re.compile(r"[A-Za-z0-9_.@:*-]+")
 
 
 class UnsafeLiteralError(ValueError):
@@ -72,7 +75,31 @@ class DuckDBDialect:
         return f"list_has_any(coalesce({items}, []), [{lits}])"
 
     def like(self, x: str, pattern: str, *, ci: bool) -> str:
-        return f"{x} {'ILIKE' if ci else 'LIKE'} {self.string(pattern)} ESCAPE '\\'"
+        op = "ILIKE" if ci else "LIKE"
+        if "\\" not in pattern:
+            # Nothing is escaped: without an ESCAPE clause DuckDB takes its fast LIKE paths
+            # (prefix, suffix, contains) and a backslash would be literal anyway. With the
+            # clause, `username ILIKE 'system:%'` over 1M rows took 31 ms instead of 9.
+            return f"{x} {op} {self.string(pattern)}"
+        return f"{x} {op} {self.string(pattern)} ESCAPE '\\'"
+
+    def equals_ci(self, x: str, lowered: str) -> str:
+        """``x`` equals ``lowered`` (a lower-case literal) ignoring case, as ``lower(x) =
+        lowered``. For ASCII text without LIKE wildcards that is ``x ILIKE lowered``, which
+        compares without building a lowered copy of every row (1M rows: 22 ms to 6)."""
+        if lowered.isascii() and "%" not in lowered and "_" not in lowered and "\\" not in lowered:
+            return f"({x} ILIKE {self.string(lowered)})"
+        return f"(lower({x}) = {self.string(lowered)})"
+
+    def json_has_key(self, json_sql: str, key: str) -> str | None:
+        """A test that the JSON text ``json_sql`` can hold the key ``key``: its quoted name
+        appears in the text. DuckDB writes every JSON value it stores from the parsed
+        document (escapes decoded: ``"privil\\u0065ged"`` is stored as ``"privileged"``),
+        and a key of these characters is written as is; so a document without that text
+        has no such key. None when the key has characters a writer may escape."""
+        if not _TEXT_KEY.fullmatch(key):
+            return None
+        return f"contains({json_sql}, {self.string(chr(34) + key + chr(34))})"
 
     def full_match(self, x: str, regex: str) -> str:
         return f"regexp_full_match({x}, {self.string(regex)})"
@@ -151,6 +178,14 @@ class SparkDialect:
     def like(self, x: str, pattern: str, *, ci: bool) -> str:
         # Backslash is Spark's default LIKE escape, the one the patterns are written with.
         return f"{x} {'ILIKE' if ci else 'LIKE'} {self.string(pattern)}"
+
+    def equals_ci(self, x: str, lowered: str) -> str:
+        return f"(lower({x}) = {self.string(lowered)})"
+
+    def json_has_key(self, json_sql: str, key: str) -> str | None:
+        # Spark keeps a nested object as the text it read (escapes and all), so the
+        # absence of a key's name from the text proves nothing.
+        return None
 
     def full_match(self, x: str, regex: str) -> str:
         flags, body = _split_flags(regex)

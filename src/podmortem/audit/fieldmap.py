@@ -57,6 +57,10 @@ class FieldExpr:
     # is NULL, or an empty list. The rule compiler then tests the column first (see
     # :mod:`.sigma`).
     json_column: str | None = None
+    # A key of that column's document that every value of the expression is read under
+    # (the last key of its path, common to every alternative path): where the document
+    # has no such key, the expression is NULL or an empty list too.
+    json_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,7 @@ class FieldMap:
                         self.dialect.json_value(column, [(sub, root.is_list)]),
                         kind,
                         json_column=column,
+                        json_key=sub,
                     )
                 return self._json_path(self.dialect.ident(root.column), sub)
         raise UnknownFieldError(f"unknown field {name!r}")
@@ -202,6 +207,7 @@ class FieldMap:
             self.dialect.json_value(json_sql, steps),
             "list" if is_list else "scalar",
             json_column=json_sql,
+            json_key=steps[-1][0] if steps else None,
         )
 
     def _pod_paths(self, suffix: str) -> list[list[Step]]:
@@ -226,7 +232,11 @@ class FieldMap:
         split = next((i for i, k in enumerate(keys) if k in self.array_keys), None)
         col = self.dialect.ident(self.json_roots["requestObject"].column)
         if split is None:
-            return FieldExpr(self.dialect.json_first(col, self._pod_paths(rest)), json_column=col)
+            return FieldExpr(
+                self.dialect.json_first(col, self._pod_paths(rest)),
+                json_column=col,
+                json_key=keys[-1],
+            )
         return self._pod_arrays([".".join(keys[: split + 1])], ".".join(keys[split + 1 :]))
 
     def _pod_arrays(self, arrays: list[str], rest: str) -> FieldExpr:
@@ -234,8 +244,11 @@ class FieldMap:
         array key), across every pod spec location: one parse of the body for all."""
         col = self.dialect.ident(self.json_roots["requestObject"].column)
         paths = [p for a in arrays for p in self._pod_paths(a)]
+        steps = self._steps(rest)
+        last = {p[-1][0] for p in paths}
+        key = steps[-1][0] if steps else (last.pop() if len(last) == 1 else None)
         return FieldExpr(
-            self.dialect.json_arrays(col, paths, self._steps(rest)), "list", json_column=col
+            self.dialect.json_arrays(col, paths, steps), "list", json_column=col, json_key=key
         )
 
     def _union(self, parts: list[FieldExpr]) -> FieldExpr:
@@ -245,7 +258,9 @@ class FieldMap:
         # concatenation; a scalar part would add an element (NULL) of its own.
         columns = {p.json_column if p.kind == "list" else None for p in parts}
         only = columns.pop() if len(columns) == 1 else None
-        return FieldExpr(d.concat(lists), "list", json_column=only)
+        keys = {p.json_key for p in parts}
+        key = keys.pop() if only and len(keys) == 1 else None
+        return FieldExpr(d.concat(lists), "list", json_column=only, json_key=key)
 
 
 def _quote_key(key: str) -> str:

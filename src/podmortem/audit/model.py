@@ -64,6 +64,16 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 
+# The JSON columns that rules read by key. Their documents are stored as DuckDB's JSON
+# writer writes a parsed document: minified, escapes decoded (``"privil\u0065ged"`` is
+# stored as ``"privileged"``). Every reader parses with DuckDB; a Parquet dataset and the
+# slow path below re-write the text with ``json()``. The rule compiler relies on it: a
+# document whose text lacks a key's quoted name has no such key (sigma.compile_rule).
+# ``raw`` is the record as read, untouched, and is not in this list.
+NORMALIZED_JSON: frozenset[str] = frozenset(
+    {"user_extra", "impersonated_user", "request_object", "response_object", "annotations"}
+)
+
 
 def create_table(con: duckdb.DuckDBPyConnection, name: str = TABLE) -> None:
     """Create the table, or add the columns a table made by an earlier version lacks (a
@@ -106,7 +116,8 @@ def insert_rows(
     (DuckDB's own JSON reader) may load directly, as long as they fill these columns."""
     batch = [tuple(r.get(c) for c in COLUMN_NAMES) for r in rows]
     if batch:
-        placeholders = ",".join("?" * len(COLUMN_NAMES))
+        # JSON text is stored as DuckDB writes it, as every reader stores it (NORMALIZED)
+        placeholders = ",".join("json(?)" if c in NORMALIZED_JSON else "?" for c in COLUMN_NAMES)
         # Table names are ours (never from evidence); values go through placeholders.
         con.executemany(f'INSERT INTO "{name}" ({COLUMN_LIST}) VALUES ({placeholders})', batch)  # noqa: S608
     return len(batch)

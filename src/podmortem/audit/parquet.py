@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-from podmortem.audit.model import COLUMN_NAMES, COLUMNS, TABLE
+from podmortem.audit.model import COLUMN_NAMES, COLUMNS, NORMALIZED_JSON, TABLE
 from podmortem.audit.sources.tally import LoadResult
 from podmortem.errors import InputError
 
@@ -106,6 +106,9 @@ def read_sql(files: Sequence[Path], present: set[str] | None = None) -> tuple[st
         name = CLUSTER if c == "cluster" else c
         if present is not None and name not in present and c in ADDED_LATER:
             return f'CAST(NULL AS {t}) AS "{c}"'
+        if c in NORMALIZED_JSON:
+            # CAST keeps the text as written; the rules need it as DuckDB writes it
+            return f'json("{name}") AS "{c}"'
         return f'CAST("{name}" AS {t})'
 
     cols = ", ".join(col(c, t) for c, t, _ in COLUMNS)

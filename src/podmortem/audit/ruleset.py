@@ -59,6 +59,8 @@ class AuditRule:
     description: str = ""
     author: str = ""
     sql: str | None = None  # detection predicate; None for a correlation
+    # JSON columns (SQL) not NULL wherever ``sql`` is true (see sigma.Compiled.needs)
+    needs: tuple[str, ...] = ()
     correlation: CorrelationSpec | None = None
     generate: bool = True  # False: only feeds correlations (Sigma `generate: false`)
     expected_actors: frozenset[str] | None = None  # None: the policy's default
@@ -171,7 +173,14 @@ def load_files(files: Iterable[Path], origin: Origin, fields: FieldMap | None = 
         except (CompileError, UnknownFieldError, SigmaError) as exc:
             out.errors.append(RuleError(str(path), _one_line(exc)))
             continue
-        ar = _audit_rule(rule, path, origin, sql=compiled.sql, warnings=tuple(compiled.warnings))
+        ar = _audit_rule(
+            rule,
+            path,
+            origin,
+            sql=compiled.sql,
+            needs=compiled.needs,
+            warnings=tuple(compiled.warnings),
+        )
         if any(r.key == ar.key for r in out.rules):
             out.errors.append(RuleError(str(path), f"duplicate rule id {ar.rule_id}"))
             continue
@@ -242,6 +251,7 @@ def _audit_rule(
     origin: Origin,
     *,
     sql: str | None = None,
+    needs: tuple[str, ...] = (),
     correlation: CorrelationSpec | None = None,
     warnings: tuple[str, ...] = (),
 ) -> AuditRule:
@@ -269,6 +279,7 @@ def _audit_rule(
         description=(rule.description or "").strip(),
         author=rule.author or "",
         sql=sql,
+        needs=needs,
         correlation=correlation,
         expected_actors=frozenset(expected) if expected is not None else None,
         warnings=warnings,

@@ -56,6 +56,8 @@ _GROUPABLE = (
     SigmaCIDRExpression,
     SigmaCompareExpression,
 )
+# (JSON column, None): the column is not NULL; (JSON column, key): its text has the key.
+Guard = tuple[str, str | None]
 _MAX_SQL = 1 << 20  # a hostile rule with millions of alternatives is refused, not run
 
 
@@ -71,13 +73,16 @@ class Compiled:
     sql: str
     # Things a reviewer should know: the rule loads, but a part of it can never match.
     warnings: list[str] = field(default_factory=list)
+    # JSON columns (as SQL) that are not NULL in any row the rule matches: the engine may
+    # run the rule over only the rows that have them.
+    needs: tuple[str, ...] = ()
 
 
 def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
     """The rule's detection as one SQL boolean expression (several conditions: OR)."""
     comp = _Compiler(fields)
     parts = []
-    needed: list[frozenset[str]] = []
+    needed: list[frozenset[Guard]] = []
     try:
         for cond in rule.detection.parsed_condition:
             parts.append(comp.node(cond.parsed))
@@ -85,16 +90,19 @@ def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
     except UnsafeLiteralError as exc:
         raise UnknownFieldError(str(exc)) from exc
     sql = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
-    # A JSON column every match needs is tested first, as a conjunct of its own: DuckDB
-    # then skips the rows without it before any JSON path or lambda runs. The pod-spec
-    # rules read the request body of pod writes, and most of those (status updates) have
-    # none: 1M events, ten such rules 0.61 -> 0.38 s.
-    guards = sorted(frozenset.intersection(*needed)) if needed else []
+    # What every match needs is tested first, as conjuncts of its own: a JSON column that
+    # is not NULL, then the names of keys in its text. DuckDB then skips the rows without
+    # them before any JSON path is parsed or lambda runs. The pod-spec rules read the
+    # request body of pod writes: most of those (status updates) have none (1M events, ten
+    # such rules 0.61 -> 0.38 s), and most bodies lack the key a rule reads (`privileged`,
+    # `hostPID`...): parsing a body costs about four times the search for a name in it.
+    common = frozenset.intersection(*needed)
+    guards = sorted(common, key=lambda g: (g[1] is not None, g[0], g[1] or ""))
     if guards:
-        sql = "(" + " AND ".join([*(f"{c} IS NOT NULL" for c in guards), sql]) + ")"
+        sql = "(" + " AND ".join([*(comp.guard(c, k) for c, k in guards), sql]) + ")"
     if len(sql) > _MAX_SQL:
         raise CompileError(f"compiled condition is {len(sql)} characters; refusing")
-    return Compiled(sql, comp.warnings)
+    return Compiled(sql, comp.warnings, tuple(c for c, k in guards if k is None))
 
 
 class _Compiler:
@@ -192,14 +200,16 @@ class _Compiler:
 
         return pred
 
-    def requires(self, cond: object) -> frozenset[str]:
-        """The JSON columns that are not NULL wherever ``cond`` is true.
+    def requires(self, cond: object) -> frozenset[Guard]:
+        """What holds wherever ``cond`` is true: ``(column, None)``, a JSON column that is
+        not NULL; ``(column, key)``, a key name that its text contains.
 
         Every value predicate this compiler writes is false or NULL on a NULL operand, and
         an expression read from a JSON column is NULL (or an empty list) where the column
-        is (:attr:`.FieldExpr.json_column`). So a field test needs its column, an AND
-        needs what any part needs, an OR what every part needs; a NOT, a test for an
-        absent or null value, a keyword and anything unknown need nothing."""
+        is, or where its document lacks the key the expression is read under
+        (:attr:`.FieldExpr.json_column`, :attr:`.FieldExpr.json_key`). So a field test
+        needs both, an AND needs what any part needs, an OR what every part needs; a NOT,
+        a test for an absent or null value, a keyword and anything unknown need nothing."""
         if isinstance(cond, ConditionAND):
             return frozenset().union(*(self.requires(a) for a in cond.args))
         if isinstance(cond, ConditionOR):
@@ -209,17 +219,29 @@ class _Compiler:
             return self._value_requires(cond.field, cond.value)
         return frozenset()
 
-    def _value_requires(self, name: str, value: object) -> frozenset[str]:
+    def guard(self, column: str, key: str | None) -> str:
+        """SQL for a guard of :meth:`requires`."""
+        if key is None:
+            return f"{column} IS NOT NULL"
+        return self.d.json_has_key(column, key) or "TRUE"
+
+    def _guards(self, fe: FieldExpr) -> set[Guard]:
+        if fe.json_column is None:
+            return set()
+        out: set[Guard] = {(fe.json_column, None)}
+        if fe.json_key is not None and self.d.json_has_key(fe.json_column, fe.json_key):
+            out.add((fe.json_column, fe.json_key))
+        return out
+
+    def _value_requires(self, name: str, value: object) -> frozenset[Guard]:
         if isinstance(value, SigmaExpansion):
             sets = [self._value_requires(name, v) for v in value.values]
             return frozenset.intersection(*sets) if sets else frozenset()
         if isinstance(value, SigmaNull) or (isinstance(value, SigmaExists) and not value.exists):
             return frozenset()
-        column = self.fields.resolve(name).json_column
-        needed = {column} if column else set()
+        needed = self._guards(self.fields.resolve(name))
         if isinstance(value, SigmaFieldReference):
-            other = self.fields.resolve(value.field).json_column
-            needed |= {other} if other else set()
+            needed |= self._guards(self.fields.resolve(value.field))
         return frozenset(needed)
 
     # --------------------------------------------------------------- leaves
@@ -261,8 +283,8 @@ class _Compiler:
         if isinstance(value, SigmaBool):
             if fe.type == "boolean":
                 return lambda x: f"({x} = {'TRUE' if value.boolean else 'FALSE'})"
-            lit = d.string("true" if value.boolean else "false")
-            return lambda x: f"(lower({d.to_text(x)}) = {lit})"
+            word = "true" if value.boolean else "false"
+            return lambda x: d.equals_ci(d.to_text(x), word)
         if isinstance(value, SigmaNumber):
             if fe.type == "integer":
                 return lambda x: f"({x} = {int(value.number)})"
@@ -323,10 +345,12 @@ class _Compiler:
             if cased:
                 lit = d.string(plain)
                 return lambda x: f"({text(x)} = {lit})"
-            lit = d.string(plain.lower())
+            lowered = plain.lower()
             if fe.lowercase:
+                lit = d.string(lowered)
                 return lambda x: f"({x} = {lit})"
-            return lambda x: f"(lower({text(x)}) = {lit})"
+            d.string(lowered)  # refuses NUL now, at load time
+            return lambda x: d.equals_ci(text(x), lowered)
         pattern = _like_pattern(value, contains=False)
         if pattern == "%":  # "*": the field is present with any value
             return lambda x: f"({x} IS NOT NULL)"

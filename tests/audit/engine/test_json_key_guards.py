@@ -1,0 +1,184 @@
+"""The rule compiler tests a key's quoted name in a JSON column's text before it parses the
+document (``contains("request_object", '"privileged"')``), and the engine runs the rules
+that need a body over the rows that have one. Both are shortcuts that must never change what
+a rule matches: these tests hold them to it, on documents whose keys the evidence spelled
+with escapes, through every way events reach the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from audit_rows import make_table
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from podmortem.audit import engine, parquet
+from podmortem.audit.dialect import DUCKDB
+from podmortem.audit.model import COLUMN_NAMES, create_table
+from podmortem.audit.ruleset import load_builtin
+from podmortem.audit.sources import load
+
+BUILTIN = load_builtin()
+POD_RULES = {"k8s_privileged_container", "k8s_host_pid_pod"}
+
+
+def _pod(n: int, spec: str) -> str:
+    """A pod create whose spec is ``spec``, JSON text written by hand (escapes kept)."""
+    return (
+        '{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse",'
+        f'"auditID":"00000000-0000-0000-0000-{n:012d}","stage":"ResponseComplete",'
+        '"requestURI":"/api/v1/namespaces/shop/pods","verb":"create",'
+        '"user":{"username":"mallory@example.com","groups":["system:authenticated"]},'
+        '"sourceIPs":["203.0.113.66"],"objectRef":{"resource":"pods","namespace":"shop",'
+        f'"name":"p{n}","apiVersion":"v1"}},"responseStatus":{{"code":201}},'
+        f'"requestObject":{{"kind":"Pod","spec":{spec}}},'
+        '"requestReceivedTimestamp":"2026-11-20T10:00:00.000000Z",'
+        '"stageTimestamp":"2026-11-20T10:00:00.100000Z"}'
+    )
+
+
+# The keys spelled with \u escapes, once each, and a decoy value that is not a key.
+ESCAPED = [
+    _pod(
+        1,
+        '{"hostPID":true,"containers":[{"name":"c","image":"busybox",'
+        '"securityContext":{"privil\\u0065ged":true}}]}',
+    ),
+    _pod(2, '{"host\\u0050ID":true,"containers":[{"name":"c","image":"busybox"}]}'),
+    _pod(3, '{"containers":[{"name":"privileged","image":"busybox"}]}'),
+]
+
+
+def _hits(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    res = engine.run(con, BUILTIN)
+    return {k: v for k, v in res.hits_per_rule.items() if k in POD_RULES}
+
+
+@pytest.mark.parametrize(("native_fast", "keep_raw"), [(True, False), (True, True), (False, False)])
+def test_escaped_key_names_match_through_every_reader(
+    tmp_path: Path, native_fast: bool, keep_raw: bool
+) -> None:
+    p = tmp_path / "audit.jsonl"
+    p.write_text("\n".join(ESCAPED) + "\n")
+    con = duckdb.connect()
+    load(con, [p], native_fast=native_fast, keep_raw=keep_raw)
+    bodies = [r[0] for r in con.execute("SELECT request_object FROM audit_events").fetchall()]
+    assert all("\\u" not in b for b in bodies)  # stored decoded
+    assert _hits(con) == {"k8s_privileged_container": 1, "k8s_host_pid_pod": 2}
+
+
+def _escape_keys(text: str) -> str:
+    text = text.replace('"privileged"', '"privil\\u0065ged"')
+    return text.replace('"hostPID"', '"host\\u0050ID"')
+
+
+def test_escaped_key_names_in_a_parquet_dataset_are_decoded_on_reading(tmp_path: Path) -> None:
+    """A dataset written by someone else may hold the text as it came: it is re-written
+    as DuckDB writes it when read."""
+    src = duckdb.connect()
+    create_table(src)
+    texts = [json.loads(line)["requestObject"] for line in ESCAPED]
+    for n, line in enumerate(ESCAPED, 1):
+        ev = json.loads(line)
+        src.execute(
+            "INSERT INTO audit_events (event_key, audit_id, verb, username, obj_resource,"
+            " obj_namespace, request_object, provider, envelope, source_file, source_line)"
+            " VALUES (?, ?, 'create', 'mallory@example.com', 'pods', 'shop', ?::VARCHAR,"
+            " 'native', 'jsonl', 'x', ?)",
+            [f"k{n}", ev["auditID"], _escape_keys(json.dumps(texts[n - 1])), n],
+        )
+    stored = src.execute("SELECT string_agg(request_object, ' ') FROM audit_events").fetchone()
+    assert stored is not None and "\\u0050" in stored[0]  # as written
+    out = tmp_path / "ds.parquet"
+    cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
+    copy = (
+        f"COPY (SELECT {cols}, cluster AS {parquet.CLUSTER}, rowid AS {parquet.SEQ}"  # noqa: S608 - our names
+        f" FROM audit_events) TO '{out}' (FORMAT parquet)"
+    )
+    src.execute(copy)
+    con = duckdb.connect()
+    create_table(con)
+    parquet.load_parquet(con, [out])
+    assert _hits(con) == {"k8s_privileged_container": 1, "k8s_host_pid_pod": 2}
+
+
+def test_rules_on_the_rows_with_a_body_match_what_they_match_on_every_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[dict[str, Any]] = [json.loads(x) for x in ESCAPED]
+    # rows without a body, and bodies of other kinds, around them
+    for n in range(10, 40):
+        e = json.loads(ESCAPED[n % 3])
+        e["auditID"] = f"a-{n}"
+        if n % 4 == 0:
+            e.pop("requestObject")
+            e["verb"] = "get"
+        elif n % 4 == 1:
+            e["objectRef"] = {
+                "resource": "clusterrolebindings",
+                "apiGroup": "rbac.authorization.k8s.io",
+                "name": f"b{n}",
+            }
+            e["requestObject"] = {"roleRef": {"name": "cluster-admin"}, "subjects": []}
+        events.append(e)
+    con = make_table(events)
+    narrowed = engine.run(con, BUILTIN)
+    assert not con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_pm_rows_%'"
+    ).fetchone()[0]
+    monkeypatch.setattr(engine, "_MIN_NARROW_RULES", 10**9)
+    whole = engine.run(con, BUILTIN)
+
+    def key(res: engine.EngineResult) -> list[tuple[Any, ...]]:
+        return sorted((f.rule_id, f.subject, f.summary, f.evidence) for f in res.findings)
+
+    assert narrowed.hits_per_rule == whole.hits_per_rule
+    assert key(narrowed) == key(whole)
+    assert narrowed.hits_per_rule.get("k8s_cluster_admin_binding")
+
+
+# ------------------------------------------------------------------ case-insensitive equality
+
+_ASCII_WORD = st.from_regex(r"[a-z0-9:.\-@/]{0,12}", fullmatch=True)
+
+
+def _variants(word: str) -> st.SearchStrategy[str]:
+    """The word in other cases, with the Kelvin sign for k, or with a character changed."""
+    return st.one_of(
+        st.builds(
+            lambda flips: "".join(
+                c.upper() if f else c
+                for c, f in zip(word, flips + [False] * len(word), strict=False)
+            ),
+            st.lists(st.booleans(), max_size=len(word)),
+        ),
+        st.just(word.replace("k", "\u212a")),
+        st.text(max_size=14).filter(lambda s: "\x00" not in s),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), _ASCII_WORD)
+def test_ilike_equality_is_lower_equality(data: st.DataObject, word: str) -> None:
+    """``x ILIKE w`` (what the compiler writes) is ``lower(x) = w`` (what it means) for a
+    lower-case ASCII word without wildcards, for any text x."""
+    x = data.draw(_variants(word))
+    con = duckdb.connect()
+    sql = DUCKDB.equals_ci("?", word)
+    assert "ILIKE" in sql
+    got = con.execute(f"SELECT {sql}, lower(?) = ?", [x, x, word]).fetchone()
+    assert got is not None and got[0] == got[1], (x, word)
+
+
+def test_equality_keeps_lower_where_ilike_would_differ() -> None:
+    for word in ("a_b", "100%", "a\\b", "straße"):
+        assert DUCKDB.equals_ci("x", word).startswith("(lower(x) = ")
+
+
+def test_like_needs_no_escape_clause_without_a_backslash() -> None:
+    assert "ESCAPE" not in DUCKDB.like("x", "system:%", ci=True)
+    assert "ESCAPE" in DUCKDB.like("x", "a\\_b%", ci=False)
