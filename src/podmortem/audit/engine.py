@@ -21,10 +21,11 @@ from typing import Any
 
 import duckdb
 
+from podmortem.audit import rowsets
 from podmortem.audit.actors import ActorPolicy
 from podmortem.audit.correlate import run_correlation
 from podmortem.audit.fieldmap import FieldMap
-from podmortem.audit.model import COLUMN_NAMES, TABLE
+from podmortem.audit.model import TABLE
 from podmortem.audit.ruleset import AuditRule, RuleError, RuleSet
 from podmortem.findings import Finding, Provenance, Severity
 
@@ -143,18 +144,16 @@ def _match(
     marker = FieldMap.default().resolve("actorClass").sql
     if any(marker in (r.sql or "") for _, r in branches):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {ACTORS} AS {policy.classes_of(table)}")
-    narrow = _narrow_rows(con, [r for _, r in branches], table, marker)
+    narrow = rowsets.build(
+        con, [r for _, r in branches], table, [(marker, ("username", "user_groups"))]
+    )
 
     def select(i: int, r: AuditRule) -> str:
         sql = r.sql or "FALSE"
-        source, row_id = (
-            narrow.get(r.needs[0], (f'"{table}"', "rowid"))
-            if r.needs
-            else (
-                f'"{table}"',
-                "rowid",
-            )
-        )
+        source, row_id = f'"{table}"', "rowid"
+        rs = narrow.get(rowsets.first_column(r) or "")
+        if rs is not None:
+            source, row_id, sql = rs.name, rowsets.ROW_ID, rs.rule_sql(sql)
         if marker in sql:
             return (
                 f"SELECT {i} AS r, e.{row_id} AS row_id FROM {source} e JOIN {ACTORS} a"
@@ -181,46 +180,7 @@ def _match(
                 result.runtime_errors.append(RuleError(r.path, _one_line(exc)))
         return ok
     finally:
-        for name, _ in narrow.values():
-            con.execute(f"DROP TABLE IF EXISTS {name}")
-
-
-# Fewer rules than this needing one JSON column scan the table itself.
-_MIN_NARROW_RULES = 2
-
-
-def _narrow_rows(
-    con: duckdb.DuckDBPyConnection, rules: Sequence[AuditRule], table: str, marker: str
-) -> dict[str, tuple[str, str]]:
-    """For each JSON column that several rules need (:attr:`.AuditRule.needs`), a temporary
-    table of only the rows that have it, with the columns those rules read and the row's
-    ``rowid`` (``pm_row_id``). Returns column -> (table, row id column).
-
-    A rule scans every row of the table it runs on, and on a million events each string
-    column it compares costs it milliseconds, whether or not the row can match. About a
-    third of the rules read the request body, which only writes carry (7% of the events of
-    the benchmark): copied once, those rows cost each of them a fourteenth of the scan (1M
-    events, 22 rules: 0.57 -> 0.33 s, copy included). The rules' SQL is unchanged: a row
-    without the column cannot match them."""
-    groups: dict[str, list[AuditRule]] = {}
-    for r in rules:
-        if r.needs and r.sql:
-            groups.setdefault(r.needs[0], []).append(r)
-    out: dict[str, tuple[str, str]] = {}
-    for column, members in sorted(groups.items()):
-        if len(members) < _MIN_NARROW_RULES:
-            continue
-        reads = {c for c in COLUMN_NAMES if any(f'"{c}"' in (r.sql or "") for r in members)}
-        if any(marker in (r.sql or "") for r in members):
-            reads |= {"username", "user_groups"}
-        name = f"_pm_rows_{len(out)}"
-        cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES if c in reads)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT rowid AS pm_row_id, {cols}"
-            f' FROM "{table}" WHERE {column} IS NOT NULL'
-        )
-        out[column] = (name, "pm_row_id")
-    return out
+        rowsets.drop(con, narrow)
 
 
 def object_sql(alias: str = "") -> str:

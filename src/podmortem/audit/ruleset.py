@@ -59,8 +59,8 @@ class AuditRule:
     description: str = ""
     author: str = ""
     sql: str | None = None  # detection predicate; None for a correlation
-    # JSON columns (SQL) not NULL wherever ``sql`` is true (see sigma.Compiled.needs)
-    needs: tuple[str, ...] = ()
+    # (JSON column, None | key) that hold wherever ``sql`` is true (sigma.Compiled.needs)
+    needs: tuple[tuple[str, str | None], ...] = ()
     correlation: CorrelationSpec | None = None
     generate: bool = True  # False: only feeds correlations (Sigma `generate: false`)
     expected_actors: frozenset[str] | None = None  # None: the policy's default
@@ -251,7 +251,7 @@ def _audit_rule(
     origin: Origin,
     *,
     sql: str | None = None,
-    needs: tuple[str, ...] = (),
+    needs: tuple[tuple[str, str | None], ...] = (),
     correlation: CorrelationSpec | None = None,
     warnings: tuple[str, ...] = (),
 ) -> AuditRule:

@@ -73,9 +73,10 @@ class Compiled:
     sql: str
     # Things a reviewer should know: the rule loads, but a part of it can never match.
     warnings: list[str] = field(default_factory=list)
-    # JSON columns (as SQL) that are not NULL in any row the rule matches: the engine may
-    # run the rule over only the rows that have them.
-    needs: tuple[str, ...] = ()
+    # What holds in any row the rule matches (see _Compiler.requires): (JSON column, None),
+    # the column is not NULL, and (JSON column, key), its text has the key's quoted name.
+    # The engine may run the rule over only the rows that have them.
+    needs: tuple[Guard, ...] = ()
 
 
 def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
@@ -102,7 +103,7 @@ def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
         sql = "(" + " AND ".join([*(comp.guard(c, k) for c, k in guards), sql]) + ")"
     if len(sql) > _MAX_SQL:
         raise CompileError(f"compiled condition is {len(sql)} characters; refusing")
-    return Compiled(sql, comp.warnings, tuple(c for c, k in guards if k is None))
+    return Compiled(sql, comp.warnings, tuple(guards))
 
 
 class _Compiler:

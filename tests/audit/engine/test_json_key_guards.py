@@ -16,7 +16,7 @@ from audit_rows import make_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podmortem.audit import engine, parquet
+from podmortem.audit import engine, parquet, rowsets
 from podmortem.audit.dialect import DUCKDB
 from podmortem.audit.model import COLUMN_NAMES, create_table
 from podmortem.audit.ruleset import load_builtin
@@ -130,7 +130,7 @@ def test_rules_on_the_rows_with_a_body_match_what_they_match_on_every_row(
     assert not con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_pm_rows_%'"
     ).fetchone()[0]
-    monkeypatch.setattr(engine, "_MIN_NARROW_RULES", 10**9)
+    monkeypatch.setattr(rowsets, "MIN_RULES", 10**9)
     whole = engine.run(con, BUILTIN)
 
     def key(res: engine.EngineResult) -> list[tuple[Any, ...]]:
@@ -182,3 +182,48 @@ def test_equality_keeps_lower_where_ilike_would_differ() -> None:
 def test_like_needs_no_escape_clause_without_a_backslash() -> None:
     assert "ESCAPE" not in DUCKDB.like("x", "system:%", ci=True)
     assert "ESCAPE" in DUCKDB.like("x", "a\\_b%", ci=False)
+
+
+# ------------------------------------------------------------------ recorded key names
+
+_KEYS = ["privileged", "hostPID", "a.b", "x-y", "k:8@s*"]
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([*_KEYS, '"privileged"', 'a"hostPID"b', "\\", ""])
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from([*_KEYS, "other", 'q"privileged']), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSON)
+def test_recorded_keys_are_the_keys_a_substring_search_finds(doc: Any) -> None:
+    """``pm_keys`` (one regular-expression pass) holds a key name exactly when the
+    substring test the compiler writes finds it, on any document as DuckDB stores it."""
+    con = duckdb.connect()
+    text = con.execute("SELECT json(?)", [json.dumps(doc)]).fetchone()
+    assert text is not None
+    keys_sql = rowsets._keys_sql("d", frozenset(_KEYS))
+    for key in _KEYS:
+        test = DUCKDB.json_has_key("d", key)
+        assert test is not None
+        row = con.execute(
+            f"SELECT list_contains({keys_sql}, ?), {test} FROM (SELECT ?::JSON AS d)",  # noqa: S608 - test
+            [key, text[0]],
+        ).fetchone()
+        assert row is not None and row[0] == row[1], (key, text[0])
+
+
+def test_rules_on_a_row_set_read_the_recorded_keys() -> None:
+    rule = next(r for r in BUILTIN.detections if r.rule_id == "k8s_privileged_container")
+    assert ('"request_object"', "privileged") in rule.needs
+    rs = rowsets.RowSet("t", '"request_object"', frozenset({"privileged"}))
+    sql = rs.rule_sql(rule.sql or "")
+    assert "list_contains(pm_keys, 'privileged')" in sql
+    assert 'contains("request_object", \'"privileged"\')' not in sql
