@@ -151,7 +151,7 @@ def _match(
     def select(i: int, r: AuditRule) -> str:
         sql = r.sql or "FALSE"
         source, row_id = f'"{table}"', "rowid"
-        rs = narrow.get(rowsets.first_column(r) or "")
+        rs = narrow.get(r.key)
         if rs is not None:
             source, row_id, sql = rs.name, rowsets.ROW_ID, rs.rule_sql(sql)
         if marker in sql:

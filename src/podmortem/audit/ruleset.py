@@ -61,6 +61,8 @@ class AuditRule:
     sql: str | None = None  # detection predicate; None for a correlation
     # (JSON column, None | key) that hold wherever ``sql`` is true (sigma.Compiled.needs)
     needs: tuple[tuple[str, str | None], ...] = ()
+    # (column SQL, values it can have wherever ``sql`` is true) (sigma.Compiled.allowed)
+    allowed: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
     correlation: CorrelationSpec | None = None
     generate: bool = True  # False: only feeds correlations (Sigma `generate: false`)
     expected_actors: frozenset[str] | None = None  # None: the policy's default
@@ -179,6 +181,7 @@ def load_files(files: Iterable[Path], origin: Origin, fields: FieldMap | None = 
             origin,
             sql=compiled.sql,
             needs=compiled.needs,
+            allowed=compiled.allowed,
             warnings=tuple(compiled.warnings),
         )
         if any(r.key == ar.key for r in out.rules):
@@ -252,6 +255,7 @@ def _audit_rule(
     *,
     sql: str | None = None,
     needs: tuple[tuple[str, str | None], ...] = (),
+    allowed: tuple[tuple[str, tuple[str | None, ...]], ...] = (),
     correlation: CorrelationSpec | None = None,
     warnings: tuple[str, ...] = (),
 ) -> AuditRule:
@@ -280,6 +284,7 @@ def _audit_rule(
         author=rule.author or "",
         sql=sql,
         needs=needs,
+        allowed=allowed,
         correlation=correlation,
         expected_actors=frozenset(expected) if expected is not None else None,
         warnings=warnings,

@@ -58,6 +58,8 @@ _GROUPABLE = (
 )
 # (JSON column, None): the column is not NULL; (JSON column, key): its text has the key.
 Guard = tuple[str, str | None]
+# Column (SQL) -> the values it can have in a row the rule matches (None: NULL).
+Allowed = dict[str, frozenset[str | None]]
 _MAX_SQL = 1 << 20  # a hostile rule with millions of alternatives is refused, not run
 
 
@@ -77,6 +79,9 @@ class Compiled:
     # the column is not NULL, and (JSON column, key), its text has the key's quoted name.
     # The engine may run the rule over only the rows that have them.
     needs: tuple[Guard, ...] = ()
+    # The values an exactly compared column (verb, resource, subresource) can have in any
+    # row the rule matches; a column not listed can have any value.
+    allowed: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
 
 
 def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
@@ -84,10 +89,12 @@ def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
     comp = _Compiler(fields)
     parts = []
     needed: list[frozenset[Guard]] = []
+    values: list[Allowed] = []
     try:
         for cond in rule.detection.parsed_condition:
             parts.append(comp.node(cond.parsed))
             needed.append(comp.requires(cond.parsed))
+            values.append(comp.allowed(cond.parsed))
     except UnsafeLiteralError as exc:
         raise UnknownFieldError(str(exc)) from exc
     sql = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
@@ -103,7 +110,24 @@ def compile_rule(rule: SigmaRule, fields: FieldMap) -> Compiled:
         sql = "(" + " AND ".join([*(comp.guard(c, k) for c, k in guards), sql]) + ")"
     if len(sql) > _MAX_SQL:
         raise CompileError(f"compiled condition is {len(sql)} characters; refusing")
-    return Compiled(sql, comp.warnings, tuple(guards))
+    allowed = _union_allowed(values)
+    return Compiled(
+        sql,
+        comp.warnings,
+        tuple(guards),
+        tuple(
+            (c, tuple(sorted(v, key=lambda x: (x is not None, x or ""))))
+            for c, v in sorted(allowed.items())
+        ),
+    )
+
+
+def _union_allowed(parts: Sequence[Allowed]) -> Allowed:
+    """OR: a column is constrained when every part constrains it, to any part's values."""
+    if not parts:
+        return {}
+    common = set(parts[0]).intersection(*parts[1:])
+    return {c: frozenset().union(*(p[c] for p in parts)) for c in common}
 
 
 class _Compiler:
@@ -219,6 +243,44 @@ class _Compiler:
         if isinstance(cond, ConditionFieldEqualsValueExpression) and cond.field is not None:
             return self._value_requires(cond.field, cond.value)
         return frozenset()
+
+    def allowed(self, cond: object) -> Allowed:
+        """The values each exactly compared column (``lowercase`` in the field map: verb,
+        resource, subresource) can have wherever ``cond`` is true. A test of such a column
+        against plain strings allows those (lowered, as the SQL compares them), against
+        null allows NULL; an AND allows what every part allows, an OR what any part does
+        (if every part constrains the column); a NOT, a wildcard, a keyword and anything
+        else allow every value."""
+        if isinstance(cond, ConditionAND):
+            out: Allowed = {}
+            for a in cond.args:
+                for c, v in self.allowed(a).items():
+                    out[c] = out[c] & v if c in out else v
+            return out
+        if isinstance(cond, ConditionOR):
+            return _union_allowed([self.allowed(a) for a in cond.args])
+        if isinstance(cond, ConditionFieldEqualsValueExpression) and cond.field is not None:
+            return self._value_allowed(cond.field, cond.value)
+        return {}
+
+    def _value_allowed(self, name: str, value: object) -> Allowed:
+        fe = self.fields.resolve(name)
+        if not (fe.is_column and fe.lowercase and fe.kind == "scalar" and fe.type == "string"):
+            return {}
+        if isinstance(value, SigmaExpansion):
+            return _union_allowed([self._value_allowed(name, v) for v in value.values])
+        if isinstance(value, SigmaNull):
+            return {fe.sql: frozenset({None})}
+        if (
+            type(value) in (SigmaString, SigmaCasedString)
+            and isinstance(value, SigmaString)
+            and not value.contains_special()
+            and not value.contains_placeholder()
+        ):
+            plain = str(value.s[0]) if value.s else ""
+            cased = isinstance(value, SigmaCasedString)
+            return {fe.sql: frozenset({plain if cased else plain.lower()})}
+        return {}
 
     def guard(self, column: str, key: str | None) -> str:
         """SQL for a guard of :meth:`requires`."""
