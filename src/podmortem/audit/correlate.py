@@ -13,12 +13,14 @@ that crossed it.
 # whitelist, never from evidence.
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from podmortem.audit.actors import ActorPolicy
 from podmortem.audit.fieldmap import FieldMap, sql_string
+from podmortem.audit.model import COLUMN_NAMES
 from podmortem.findings import Finding, Provenance
 
 if TYPE_CHECKING:
@@ -27,12 +29,58 @@ if TYPE_CHECKING:
 
 MAX_AUDIT_IDS = 1000
 _EV = "_pm_correlation_requests"
+GATHERED = "_pm_correlation_hits"
+# Columns every correlation reads from an event (besides its group and value fields).
+_BASE_COLUMNS = (
+    "audit_id",
+    "event_key",
+    "stage_timestamp",
+    "request_received",
+    "username",
+    "user_groups",
+    "source_ips",
+)
 
 
 def _scalar(fields: FieldMap, name: str) -> str:
     fe = fields.resolve(name)
     # A list-valued group key (sourceIPs) groups by the whole list, written out.
     return f"array_to_string({fe.sql}, ',')" if fe.kind == "list" else f"CAST({fe.sql} AS VARCHAR)"
+
+
+def gather(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[AuditRule],
+    rule_indexes: Sequence[int],
+    *,
+    table: str,
+    hits: str,
+    fields: FieldMap | None = None,
+) -> str:
+    """The hit rows of every correlation's base rules, read from ``table`` in one scan, into
+    a temporary table (``r``, ``row_id`` and the columns the correlations read) that
+    :func:`run_correlation` takes as ``gathered``. Each correlation scanned the event table
+    for its own hits, about 30 ms per million events each, whatever the number of hits.
+    Drop it with :func:`drop_gathered`."""
+    fields = fields or FieldMap.default()
+    exprs = [
+        _scalar(fields, f)
+        for r in rules
+        if r.correlation is not None
+        for f in (*r.correlation.group_by, *filter(None, [r.correlation.value_field]))
+    ]
+    reads = [c for c in COLUMN_NAMES if c in _BASE_COLUMNS or any(f'"{c}"' in x for x in exprs)]
+    cols = ", ".join(f'e."{c}"' for c in reads)
+    rules_in = ", ".join(str(i) for i in sorted(set(rule_indexes))) or "NULL"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {GATHERED} AS SELECT h.r, h.row_id, {cols}"
+        f' FROM "{table}" e JOIN {hits} h ON e.rowid = h.row_id WHERE h.r IN ({rules_in})'
+    )
+    return GATHERED
+
+
+def drop_gathered(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {GATHERED}")
 
 
 def run_correlation(
@@ -44,7 +92,11 @@ def run_correlation(
     hits: str,
     policy: ActorPolicy,
     fields: FieldMap | None = None,
+    gathered: str | None = None,
 ) -> tuple[list[Finding], list[Suppressed]]:
+    """The findings of one correlation rule over the hits of ``rule_indexes`` (its base
+    rules) in the hit table, reading the events from ``table``, or from ``gathered`` when
+    :func:`gather` has read them."""
     from podmortem.audit.engine import Suppressed
 
     spec = rule.correlation
@@ -66,6 +118,11 @@ def run_correlation(
     window = f"RANGE BETWEEN INTERVAL {int(spec.timespan_s)} SECOND PRECEDING AND CURRENT ROW"
     measure = "count(DISTINCT v)" if value else "count(*)"
     rules_in = ", ".join(str(i) for i in rule_indexes)
+    if gathered is not None:
+        source, row_id = f"{gathered} e WHERE e.r IN ({rules_in})", "row_id"
+    else:
+        source = f'"{table}" e WHERE e.rowid IN (SELECT row_id FROM {hits} WHERE r IN ({rules_in}))'
+        row_id = "rowid"
     # The requests behind the hits, once: both queries below read them (as a CTE they were
     # evaluated for each, the actor-class CASE on every hit). A temporary table of this
     # connection, replaced by the next correlation and dropped at the end.
@@ -76,10 +133,9 @@ def run_correlation(
                coalesce(e.stage_timestamp, e.request_received) AS ts,
                coalesce(e.username, '') AS actor, e.username, e.user_groups,
                e.source_ips {gsel} {vsel}
-        FROM "{table}" e
-        WHERE e.rowid IN (SELECT row_id FROM {hits} WHERE r IN ({rules_in}))
+        FROM {source}
         -- the earliest event of the request; the first read if two are as early
-        QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts, e.rowid) = 1
+        QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts, e.{row_id}) = 1
     ), c AS ({policy.classes_of("q")})
     SELECT q.* EXCLUDE (username, user_groups), c.actor_class
     FROM q JOIN c ON {policy.joins("c", "q")}

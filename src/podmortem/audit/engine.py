@@ -21,9 +21,8 @@ from typing import Any
 
 import duckdb
 
-from podmortem.audit import rowsets
+from podmortem.audit import correlate, rowsets
 from podmortem.audit.actors import ActorPolicy
-from podmortem.audit.correlate import run_correlation
 from podmortem.audit.fieldmap import FieldMap
 from podmortem.audit.model import TABLE
 from podmortem.audit.ruleset import AuditRule, RuleError, RuleSet
@@ -107,17 +106,34 @@ def summarise_hits(
     result.seconds["group"] = _time.perf_counter() - t1
 
     t2 = _time.perf_counter()
-    for corr in ruleset.correlations:
-        ids = [index[k] for k in corr.correlation.rules if k in index] if corr.correlation else []
-        try:
-            found, supp = run_correlation(
-                con, corr, rule_indexes=ids, table=table, hits=HITS, policy=policy
-            )
-        except duckdb.Error as exc:
-            result.runtime_errors.append(RuleError(corr.path, _one_line(exc)))
-            continue
-        result.findings.extend(found)
-        result.suppressed.extend(supp)
+    correlations = ruleset.correlations
+    base = {
+        c.key: [index[k] for k in c.correlation.rules if k in index] if c.correlation else []
+        for c in correlations
+    }
+    gathered = None
+    if correlations:
+        all_base = [i for ids in base.values() for i in ids]
+        gathered = correlate.gather(con, correlations, all_base, table=table, hits=HITS)
+    try:
+        for corr in correlations:
+            try:
+                found, supp = correlate.run_correlation(
+                    con,
+                    corr,
+                    rule_indexes=base[corr.key],
+                    table=table,
+                    hits=HITS,
+                    policy=policy,
+                    gathered=gathered,
+                )
+            except duckdb.Error as exc:
+                result.runtime_errors.append(RuleError(corr.path, _one_line(exc)))
+                continue
+            result.findings.extend(found)
+            result.suppressed.extend(supp)
+    finally:
+        correlate.drop_gathered(con)
     result.seconds["correlate"] = _time.perf_counter() - t2
     result.suppressed = _merge_suppressed(result.suppressed)
     result.findings.sort(

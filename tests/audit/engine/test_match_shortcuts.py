@@ -330,3 +330,37 @@ def test_a_rule_matches_only_the_kinds_of_request_it_allows(condition: str) -> N
     for row in rows:
         for (column, values), value in zip(compiled.allowed, row, strict=False):
             assert value in values, (condition, column, value, values)
+
+
+def test_correlations_read_the_same_requests_from_the_gathered_hits() -> None:
+    """One scan gathers the hits of every correlation (correlate.gather); each correlation
+    then finds what it finds reading the event table itself."""
+    from podmortem.audit import correlate
+    from podmortem.audit.actors import ActorPolicy
+
+    con = _scenario_table()
+    engine.run(con, BUILTIN)  # fills the hit table
+    index = {r.key: i for i, r in enumerate(BUILTIN.detections)}
+    corrs = BUILTIN.correlations
+    ids = {
+        c.key: [index[k] for k in c.correlation.rules if k in index] if c.correlation else []
+        for c in corrs
+    }
+    gathered = correlate.gather(
+        con, corrs, [i for v in ids.values() for i in v], table="audit_events", hits=engine.HITS
+    )
+    policy = ActorPolicy.default_policy()
+    found = 0
+    for c in corrs:
+        kw: dict[str, Any] = {
+            "rule_indexes": ids[c.key],
+            "table": "audit_events",
+            "hits": engine.HITS,
+            "policy": policy,
+        }
+        fast = correlate.run_correlation(con, c, gathered=gathered, **kw)
+        slow = correlate.run_correlation(con, c, **kw)
+        assert [f.to_dict() for f in fast[0]] == [f.to_dict() for f in slow[0]], c.rule_id
+        assert fast[1] == slow[1]
+        found += len(fast[0])
+    assert found
