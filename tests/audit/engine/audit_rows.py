@@ -8,12 +8,13 @@ engine tests do not depend on the readers being finished.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import duckdb
+from hypothesis import strategies as st
 
 from podmortem.audit import model
 
@@ -91,3 +92,16 @@ def make_table(
     model.create_table(con)
     model.insert_rows(con, [event_row(e, line=i + 1) for i, e in enumerate(events)])
     return con
+
+
+def sigma_conditions(atoms: Sequence[str], max_leaves: int = 6) -> st.SearchStrategy[str]:
+    """Random Sigma conditions over the selection names ``atoms``: and, or, not."""
+    return st.recursive(
+        st.sampled_from(sorted(atoms)),
+        lambda inner: st.one_of(
+            st.builds(lambda a, b: f"({a} and {b})", inner, inner),
+            st.builds(lambda a, b: f"({a} or {b})", inner, inner),
+            st.builds(lambda a: f"not {a}", inner),
+        ),
+        max_leaves=max_leaves,
+    )

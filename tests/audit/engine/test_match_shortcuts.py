@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from audit_rows import make_table
+from audit_rows import make_table, sigma_conditions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,10 +131,20 @@ def test_rules_on_the_rows_with_a_body_match_what_they_match_on_every_row(
             e["requestObject"] = {"roleRef": {"name": "cluster-admin"}, "subjects": []}
         events.append(e)
     con = make_table(events)
+    narrowed = _same_as_on_every_row(con, monkeypatch)
+    assert narrowed.hits_per_rule.get("k8s_cluster_admin_binding")
+
+
+def _same_as_on_every_row(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> engine.EngineResult:
+    """Run the built-in rules with the row sets, then with every rule on every row; assert
+    both give the same hits and findings; return the first result."""
     narrowed = engine.run(con, BUILTIN)
-    assert not con.execute(
+    left = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_pm_rows_%'"
-    ).fetchone()[0]
+    ).fetchone()
+    assert left == (0,)
     monkeypatch.setattr(rowsets, "MIN_RULES", 10**9)
     whole = engine.run(con, BUILTIN)
 
@@ -143,7 +153,7 @@ def test_rules_on_the_rows_with_a_body_match_what_they_match_on_every_row(
 
     assert narrowed.hits_per_rule == whole.hits_per_rule
     assert key(narrowed) == key(whole)
-    assert narrowed.hits_per_rule.get("k8s_cluster_admin_binding")
+    return narrowed
 
 
 # ------------------------------------------------------------------ case-insensitive equality
@@ -261,16 +271,8 @@ def test_every_row_set_gives_the_findings_of_the_whole_table(
         return out
 
     monkeypatch.setattr(rowsets, "_kinds", spy)
-    narrowed = engine.run(con, BUILTIN)
+    narrowed = _same_as_on_every_row(con, monkeypatch)
     assert made and made[0], "the kinds row set was not made"
-    monkeypatch.setattr(rowsets, "MIN_RULES", 10**9)
-    whole = engine.run(con, BUILTIN)
-
-    def key(res: engine.EngineResult) -> list[tuple[Any, ...]]:
-        return sorted((f.rule_id, f.subject, f.summary, f.evidence) for f in res.findings)
-
-    assert narrowed.hits_per_rule == whole.hits_per_rule
-    assert key(narrowed) == key(whole)
     assert len(narrowed.findings) > 20
 
 
@@ -300,15 +302,7 @@ _KIND_EVENTS = [
         for n in ("kube-system", "shop")
     )
 ]
-_KIND_CONDITIONS = st.recursive(
-    st.sampled_from(sorted(_KIND_ATOMS)),
-    lambda inner: st.one_of(
-        st.builds(lambda a, b: f"({a} and {b})", inner, inner),
-        st.builds(lambda a, b: f"({a} or {b})", inner, inner),
-        st.builds(lambda a: f"not {a}", inner),
-    ),
-    max_leaves=6,
-)
+_KIND_CONDITIONS = sigma_conditions(list(_KIND_ATOMS))
 
 
 @settings(max_examples=80, deadline=None)

@@ -6,7 +6,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from audit_rows import make_table
+from audit_rows import make_table, sigma_conditions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sigma.rule import SigmaRule
@@ -346,15 +346,7 @@ def test_a_json_column_every_match_needs_is_tested_first() -> None:
     assert matches(_detection("nul and verb"), *_GUARD_EVENTS)[0]
 
 
-_CONDITIONS = st.recursive(
-    st.sampled_from(sorted(_BODY_ATOMS)),
-    lambda inner: st.one_of(
-        st.builds(lambda a, b: f"({a} and {b})", inner, inner),
-        st.builds(lambda a, b: f"({a} or {b})", inner, inner),
-        st.builds(lambda a: f"not {a}", inner),
-    ),
-    max_leaves=6,
-)
+_CONDITIONS = sigma_conditions(list(_BODY_ATOMS))
 
 
 @settings(max_examples=60, deadline=None)
