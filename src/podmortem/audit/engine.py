@@ -2,10 +2,11 @@
 
 All detection rules run in one ``UNION ALL`` query (each branch a filtered scan that DuckDB
 runs in parallel and short-circuits on the cheap columns first), each over the rows it can
-match (:mod:`podmortem.audit.rowsets`), giving a narrow ``(rule, row)`` hit table. Everything after that works on the hits only: findings are grouped
-per rule + actor + object with their counts and audit IDs, actors are classified, expected
-behaviour of system principals is counted as suppressed rather than reported, and
-correlation rules count hits per actor or source IP over sliding time windows.
+match (:mod:`podmortem.audit.rowsets`), giving a narrow ``(rule, row)`` hit table.
+Everything after that works on the hits only: findings are grouped per rule + actor +
+object with their counts and audit IDs, actors are classified, expected behaviour of system
+principals is counted as suppressed rather than reported, and correlation rules count hits
+per actor or source IP over sliding time windows.
 """
 
 # ruff: noqa: S608 -- SQL is generated here by design: rule values reach it only through
