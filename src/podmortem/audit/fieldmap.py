@@ -10,6 +10,7 @@ matches when ANY element matches, as Sigma rules written for flattened logs expe
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -57,10 +58,10 @@ class FieldExpr:
     # is NULL, or an empty list. The rule compiler then tests the column first (see
     # :mod:`.sigma`).
     json_column: str | None = None
-    # A key of that column's document that every value of the expression is read under
-    # (the last key of its path, common to every alternative path): where the document
-    # has no such key, the expression is NULL or an empty list too.
-    json_key: str | None = None
+    # Keys of that column's document that every value of the expression is read under (the
+    # keys of its path, those common to every alternative path): where the document lacks
+    # one, the expression is NULL or an empty list too.
+    json_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,7 @@ class FieldMap:
                         self.dialect.json_value(column, [(sub, root.is_list)]),
                         kind,
                         json_column=column,
-                        json_key=sub,
+                        json_keys=frozenset({sub}),
                     )
                 return self._json_path(self.dialect.ident(root.column), sub)
         raise UnknownFieldError(f"unknown field {name!r}")
@@ -207,7 +208,7 @@ class FieldMap:
             self.dialect.json_value(json_sql, steps),
             "list" if is_list else "scalar",
             json_column=json_sql,
-            json_key=steps[-1][0] if steps else None,
+            json_keys=_common_keys([steps]),
         )
 
     def _pod_paths(self, suffix: str) -> list[list[Step]]:
@@ -232,10 +233,11 @@ class FieldMap:
         split = next((i for i, k in enumerate(keys) if k in self.array_keys), None)
         col = self.dialect.ident(self.json_roots["requestObject"].column)
         if split is None:
+            paths = self._pod_paths(rest)
             return FieldExpr(
-                self.dialect.json_first(col, self._pod_paths(rest)),
+                self.dialect.json_first(col, paths),
                 json_column=col,
-                json_key=keys[-1],
+                json_keys=_common_keys(paths),
             )
         return self._pod_arrays([".".join(keys[: split + 1])], ".".join(keys[split + 1 :]))
 
@@ -245,10 +247,11 @@ class FieldMap:
         col = self.dialect.ident(self.json_roots["requestObject"].column)
         paths = [p for a in arrays for p in self._pod_paths(a)]
         steps = self._steps(rest)
-        last = {p[-1][0] for p in paths}
-        key = steps[-1][0] if steps else (last.pop() if len(last) == 1 else None)
         return FieldExpr(
-            self.dialect.json_arrays(col, paths, steps), "list", json_column=col, json_key=key
+            self.dialect.json_arrays(col, paths, steps),
+            "list",
+            json_column=col,
+            json_keys=_common_keys(paths) | _common_keys([steps]),
         )
 
     def _union(self, parts: list[FieldExpr]) -> FieldExpr:
@@ -258,9 +261,14 @@ class FieldMap:
         # concatenation; a scalar part would add an element (NULL) of its own.
         columns = {p.json_column if p.kind == "list" else None for p in parts}
         only = columns.pop() if len(columns) == 1 else None
-        keys = {p.json_key for p in parts}
-        key = keys.pop() if only and len(keys) == 1 else None
-        return FieldExpr(d.concat(lists), "list", json_column=only, json_key=key)
+        keys = frozenset.intersection(*(p.json_keys for p in parts)) if only else frozenset()
+        return FieldExpr(d.concat(lists), "list", json_column=only, json_keys=keys)
+
+
+def _common_keys(paths: Sequence[Sequence[Step]]) -> frozenset[str]:
+    """The keys every one of ``paths`` steps through."""
+    sets = [frozenset(k for k, _ in p) for p in paths]
+    return frozenset.intersection(*sets) if sets else frozenset()
 
 
 def _quote_key(key: str) -> str:

@@ -231,8 +231,8 @@ class _Compiler:
 
         Every value predicate this compiler writes is false or NULL on a NULL operand, and
         an expression read from a JSON column is NULL (or an empty list) where the column
-        is, or where its document lacks the key the expression is read under
-        (:attr:`.FieldExpr.json_column`, :attr:`.FieldExpr.json_key`). So a field test
+        is, or where its document lacks a key the expression is read under
+        (:attr:`.FieldExpr.json_column`, :attr:`.FieldExpr.json_keys`). So a field test
         needs both, an AND needs what any part needs, an OR what every part needs; a NOT,
         a test for an absent or null value, a keyword and anything unknown need nothing."""
         if isinstance(cond, ConditionAND):
@@ -292,8 +292,9 @@ class _Compiler:
         if fe.json_column is None:
             return set()
         out: set[Guard] = {(fe.json_column, None)}
-        if fe.json_key is not None and self.d.json_has_key(fe.json_column, fe.json_key):
-            out.add((fe.json_column, fe.json_key))
+        for key in fe.json_keys:
+            if self.d.json_has_key(fe.json_column, key):
+                out.add((fe.json_column, key))
         return out
 
     def _value_requires(self, name: str, value: object) -> frozenset[Guard]:
