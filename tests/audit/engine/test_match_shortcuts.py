@@ -59,8 +59,17 @@ ESCAPED = [
 
 
 def _hits(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    res = engine.run(con, BUILTIN)
-    return {k: v for k, v in res.hits_per_rule.items() if k in POD_RULES}
+    """Hits of the pod rules, on the table and on the row sets (forced): the same."""
+    got = []
+    for min_rows in (10**9, 0):
+        saved, rowsets.MIN_ROWS = rowsets.MIN_ROWS, min_rows
+        try:
+            res = engine.run(con, BUILTIN)
+        finally:
+            rowsets.MIN_ROWS = saved
+        got.append({k: v for k, v in res.hits_per_rule.items() if k in POD_RULES})
+    assert got[0] == got[1]
+    return got[0]
 
 
 @pytest.mark.parametrize(("native_fast", "keep_raw"), [(True, False), (True, True), (False, False)])
@@ -131,6 +140,7 @@ def test_rules_on_the_rows_with_a_body_match_what_they_match_on_every_row(
             e["requestObject"] = {"roleRef": {"name": "cluster-admin"}, "subjects": []}
         events.append(e)
     con = make_table(events)
+    monkeypatch.setattr(rowsets, "MIN_ROWS", 0)
     narrowed = _same_as_on_every_row(con, monkeypatch)
     assert narrowed.hits_per_rule.get("k8s_cluster_admin_binding")
 
@@ -262,6 +272,7 @@ def test_every_row_set_gives_the_findings_of_the_whole_table(
     with every rule scanning every row."""
     con = _scenario_table()
     monkeypatch.setattr(rowsets, "MAX_KIND_SHARE", 1.0)
+    monkeypatch.setattr(rowsets, "MIN_ROWS", 0)
     made: list[str] = []
     real = rowsets._kinds
 
