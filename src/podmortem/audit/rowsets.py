@@ -81,7 +81,23 @@ def build(
     """The row sets for ``rules`` over ``table``: rule key -> the row set it runs on (a
     rule not in the result scans the table). A rule whose SQL contains one of the
     ``also_reads`` markers reads those columns too (the actor class, joined on username
-    and groups)."""
+    and groups). Should DuckDB fail to make one (memory), every rule scans the table."""
+    made: list[str] = []  # tables, named before they are made
+    try:
+        return _build(con, rules, table, also_reads, made)
+    except duckdb.Error:
+        for name in made:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        return {}
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[AuditRule],
+    table: str,
+    also_reads: Sequence[tuple[str, Sequence[str]]],
+    made: list[str],
+) -> dict[str, RowSet]:
     size = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
     if size is None or int(size[0]) < MIN_ROWS:
         return {}
@@ -91,13 +107,12 @@ def build(
         if column is not None and r.sql:
             groups.setdefault(column, []).append(r)
     out: dict[str, RowSet] = {}
-    made = 0
     for column, members in sorted(groups.items()):
         if len(members) < MIN_RULES:
             continue
         keys = frozenset(k for r in members for c, k in r.needs if c == column and k)
-        rs = RowSet(f"_pm_rows_{made}", column, keys)
-        made += 1
+        rs = RowSet(f"_pm_rows_{len(made)}", column, keys)
+        made.append(rs.name)
         extra = f", {_keys_sql(column, keys)} AS {KEYS}" if keys else ""
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {rs.name} AS SELECT rowid AS {ROW_ID},"
@@ -106,7 +121,8 @@ def build(
         out.update((r.key, rs) for r in members)
     rest = [r for r in rules if r.key not in out and r.sql and r.allowed]
     if len(rest) >= MIN_RULES:
-        kinds = _kinds(con, rest, table, also_reads, f"_pm_rows_{made}")
+        made.append(f"_pm_rows_{len(made)}")
+        kinds = _kinds(con, rest, table, also_reads, made[-1])
         if kinds is not None:
             out.update((r.key, kinds) for r in rest)
     return out

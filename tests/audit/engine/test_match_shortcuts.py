@@ -369,3 +369,25 @@ def test_correlations_read_the_same_requests_from_the_gathered_hits() -> None:
         assert fast[1] == slow[1]
         found += len(fast[0])
     assert found
+
+
+def test_a_row_set_duckdb_cannot_make_leaves_every_rule_on_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DuckDB failing half way (memory) costs speed, not findings, and leaves no table."""
+    con = _scenario_table()
+    whole = engine.run(con, BUILTIN)
+    monkeypatch.setattr(rowsets, "MIN_ROWS", 0)
+    monkeypatch.setattr(rowsets, "MAX_KIND_SHARE", 1.0)
+
+    def fail(*args: Any, **kw: Any) -> rowsets.RowSet | None:
+        raise duckdb.OutOfMemoryException("no memory for the kinds")
+
+    monkeypatch.setattr(rowsets, "_kinds", fail)
+    assert rowsets.build(con, BUILTIN.detections, "audit_events") == {}
+    left = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_pm_rows_%'"
+    ).fetchone()
+    assert left == (0,)
+    again = engine.run(con, BUILTIN)
+    assert again.hits_per_rule == whole.hits_per_rule
