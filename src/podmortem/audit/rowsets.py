@@ -174,8 +174,9 @@ def _kinds(
         values = dict(zip(columns, kind, strict=True))
         return any(all(values[c] in vs for c, vs in a.items()) for a in allowed)
 
-    keep = [tuple(row[:-1]) for row in counts if wanted(tuple(row[:-1]))]
-    kept = sum(int(row[-1]) for row in counts if wanted(tuple(row[:-1])))
+    wanted_rows = [row for row in counts if wanted(tuple(row[:-1]))]
+    keep = [tuple(row[:-1]) for row in wanted_rows]
+    kept = sum(int(row[-1]) for row in wanted_rows)
     if kept > MAX_KIND_SHARE * sum(int(row[-1]) for row in counts):
         return None
     con.execute(
